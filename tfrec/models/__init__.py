@@ -1,0 +1,3 @@
+"""Model families. Importing this package registers every builder."""
+
+from tfrec.models import ncf  # noqa: F401
