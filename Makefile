@@ -1,0 +1,58 @@
+# tfrec: `make run` (train -> evaluate -> export -> verify) and `make test`.
+# Both create .venv and install the package first, so each works on a fresh clone.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SHARED_DATA := $(abspath ../shared/data)
+
+# Offline here: use the shared data sets when they sit beside the checkout;
+# elsewhere the loaders download (with checksums) into ~/.cache/tfrec.
+ifneq ($(wildcard $(SHARED_DATA)),)
+export TFREC_DATA_DIR ?= $(SHARED_DATA)
+endif
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+RUN_DIR ?= runs/neumf-movielens-100k
+EPOCHS  ?= 6
+USER_ID ?= 1
+SEEDS   ?= 0 1 2
+
+.PHONY: install run test bench export lint clean reproduce-ncf
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+run: install
+	rm -rf $(RUN_DIR)
+	$(BIN)/tfrec train neumf --dataset movielens-100k --epochs $(EPOCHS) \
+		--batch-size 256 --out $(RUN_DIR)
+	$(BIN)/tfrec export $(RUN_DIR) --name neumf
+	$(BIN)/tfrec recommend --artifact saved_models/neumf --user $(USER_ID) --k 10
+
+test: install
+	$(BIN)/python -m pytest -q
+
+export: install
+	test -f $(RUN_DIR)/model.keras || $(MAKE) run
+	$(BIN)/tfrec export $(RUN_DIR) --name neumf
+
+bench: install
+	$(BIN)/python scripts/bench.py
+
+reproduce-ncf: install
+	$(BIN)/python scripts/reproduce_ncf.py --seeds $(SEEDS)
+
+lint: install
+	$(BIN)/ruff check tfrec export tests scripts
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache build *.egg-info
+	find saved_models -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

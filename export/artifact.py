@@ -1,0 +1,307 @@
+"""Writes a versioned, parity-checked artifact: SavedModel + ONNX + manifest.
+
+Layout (TF Serving's model base path convention)::
+
+    <base_dir>/<name>/<version>/
+        saved_model.pb, variables/, fingerprint.pb   signature "serving_default"
+        model.onnx                                   converted from that signature
+        manifest.json                                specs, versions, parity report
+        vocab/                                       optional id tables (extra_files)
+
+The version folder is built under ``<base_dir>/<name>/.tmp-<version>-<pid>-<rand>``
+and renamed into place only after both parity checks pass, so a half-written or
+failed export never appears as a version (TF Serving only loads numeric folders).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ONNX_OPSET = 17
+PARITY_BATCH_SIZES = (1, 37)
+MANIFEST = "manifest.json"
+ONNX_FILE = "model.onnx"
+_TMP_PREFIX = ".tmp-"
+
+
+class ExportError(RuntimeError):
+    """The export failed; no version folder was written."""
+
+
+def next_version(model_dir: str | os.PathLike) -> int:
+    """1 + the largest numeric version under ``model_dir`` (1 when there is none)."""
+    path = Path(model_dir)
+    versions = [int(p.name) for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def _spec(tensor) -> dict:
+    shape = [None if d is None else int(d) for d in tensor.shape]
+    dtype = tensor.dtype if isinstance(tensor.dtype, str) else tensor.dtype.name
+    return {"name": tensor.name.split(":")[0], "dtype": str(dtype), "shape": shape}
+
+
+def model_io_specs(model) -> tuple[list[dict], list[dict]]:
+    """Input and output specs of a functional Keras model with dict I/O."""
+    inputs = model.input if isinstance(model.input, dict) else None
+    outputs = model.output if isinstance(model.output, dict) else None
+    if inputs is None or outputs is None:
+        raise ExportError(
+            f"Model {model.name!r} must take and return dicts of named tensors (the "
+            "registry's convention); got "
+            f"inputs={type(model.input).__name__}, outputs={type(model.output).__name__}."
+        )
+    ins = [dict(_spec(t), name=k) for k, t in sorted(inputs.items())]
+    outs = [dict(_spec(t), name=k) for k, t in sorted(outputs.items())]
+    return ins, outs
+
+
+def _atomic_write_json(path: Path, payload: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True, default=_json_default)
+        fh.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean_stale_tmp(model_dir: Path) -> None:
+    """Removes temporary folders left by exports whose process no longer runs."""
+    if not model_dir.is_dir():
+        return
+    for p in model_dir.iterdir():
+        m = re.match(rf"{re.escape(_TMP_PREFIX)}\d+-(\d+)-", p.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        try:
+            os.kill(pid, 0)
+            alive = pid != os.getpid()
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    import tfrec
+
+    return {
+        "tfrec": tfrec.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def export_model(
+    model,
+    name: str,
+    *,
+    base_dir: str | os.PathLike = "saved_models",
+    version: int | None = None,
+    example_inputs: Callable[[int, np.random.Generator], Mapping[str, np.ndarray]],
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    tolerance_reason: str = "",
+    model_config: Mapping[str, Any] | None = None,
+    extra_files: Mapping[str, str | os.PathLike] | None = None,
+    batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
+    opset: int = ONNX_OPSET,
+    seed: int = 0,
+) -> Path:
+    """Exports ``model`` to ``<base_dir>/<name>/<version>/`` and verifies parity.
+
+    Args:
+        model: functional ``keras.Model`` with dict inputs and dict outputs.
+        name: model folder name (``saved_models/<name>``).
+        base_dir: TF Serving model base path.
+        version: version number; default is the next free one.
+        example_inputs: ``(batch_size, rng) -> dict`` of valid inputs; parity is
+            checked at each of ``batch_sizes`` (two sizes prove the batch axis is
+            dynamic in both artifacts).
+        atol, rtol: parity tolerance (per model, from the registry); an output
+            passes when ``|x - ref| <= atol + rtol * |ref|`` everywhere.
+        tolerance_reason: why this tolerance, recorded in the manifest.
+        model_config: what built the model (registry name, kwargs, data set, ...),
+            recorded in the manifest.
+        extra_files: ``{relative path in the artifact: source file}`` copied in
+            (vocabularies).
+        opset: ONNX opset.
+        seed: seed of the parity inputs.
+
+    Returns:
+        The path of the new version folder.
+
+    Raises:
+        ExportError: conversion or parity failed, or the version exists; nothing
+            was written in that case.
+    """
+    from export.parity import check_parity, load_saved_model_tf1
+
+    base = Path(base_dir)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ExportError(f"Model name {name!r} must use letters, digits, '_', '.', '-'.")
+    model_dir = base / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale_tmp(model_dir)
+    version = int(version) if version is not None else next_version(model_dir)
+    final = model_dir / str(version)
+    if final.exists():
+        raise ExportError(f"Version {final} already exists; pick another version.")
+    ins, outs = model_io_specs(model)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{version}-{os.getpid()}-", dir=model_dir)
+    )
+    try:
+        started = time.time()
+        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        onnx_path = tmp / ONNX_FILE
+        _convert_to_onnx(tmp, onnx_path, ins, outs, opset)
+        for rel, src in (extra_files or {}).items():
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+
+        rng = np.random.default_rng(seed)
+        batches = [dict(example_inputs(int(b), rng)) for b in batch_sizes]
+        report = check_parity(
+            model,
+            saved_model_dir=tmp,
+            onnx_path=onnx_path,
+            batches=batches,
+            input_specs=ins,
+            output_specs=outs,
+            atol=atol,
+            rtol=rtol,
+        )
+        report["tolerance"] = {"atol": atol, "rtol": rtol, "reason": tolerance_reason}
+        report["batch_sizes"] = list(batch_sizes)
+        manifest = {
+            "name": name,
+            "version": version,
+            "created_unix": int(time.time()),
+            "export_seconds": round(time.time() - started, 2),
+            "model": dict(model_config or {}),
+            "keras_model_name": model.name,
+            "inputs": ins,
+            "outputs": outs,
+            "signature": "serving_default",
+            "onnx": {"file": ONNX_FILE, "opset": opset},
+            "oov_policy": (
+                "ids outside [0, num_ids) look up all-zero embeddings "
+                "(tfrec.layers.IdEmbedding), identically in TF and ONNX"
+            ),
+            "versions": _versions(),
+            "files": sorted(
+                str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
+            )
+            + [MANIFEST],
+            "parity": report,
+        }
+        _atomic_write_json(tmp / MANIFEST, manifest)
+        if not (report["onnx"]["passed"] and report["saved_model"]["passed"]):
+            raise ExportError(
+                "Parity check failed; no version written. Report: "
+                + json.dumps(report, default=_json_default)
+            )
+        # Re-check the artifact loads the way TF Serving loads it, from its final
+        # contents, before it becomes visible.
+        load_saved_model_tf1(tmp).close()
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a serving user must read it
+        os.replace(tmp, final)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, ExportError) or not isinstance(err, Exception):
+            raise
+        raise ExportError(f"Export of {name!r} failed: {type(err).__name__}: {err}") from err
+    return final
+
+
+def _convert_to_onnx(saved_model_dir: Path, onnx_path: Path, ins, outs, opset) -> None:
+    """Converts the SavedModel's ``serving_default`` signature with tf2onnx.
+
+    Converting the signature (not the Keras object) makes the ONNX graph the same
+    computation TF Serving runs.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    signature = loaded.signatures["serving_default"]
+    specs = [
+        tf.TensorSpec([None if d is None else d for d in s["shape"]], s["dtype"], name=s["name"])
+        for s in ins
+    ]
+    names = [s["name"] for s in ins]
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        return signature(**dict(zip(names, args, strict=True)))
+
+    proto, _ = tf2onnx.convert.from_function(
+        serve, input_signature=specs, opset=opset, output_path=str(onnx_path)
+    )
+    got_in = sorted(i.name for i in proto.graph.input)
+    got_out = sorted(o.name for o in proto.graph.output)
+    want_out = sorted(s["name"] for s in outs)
+    if got_in != sorted(names) or got_out != want_out:
+        raise ExportError(
+            f"ONNX graph names differ from the model's: inputs {got_in} vs {sorted(names)},"
+            f" outputs {got_out} vs {want_out}."
+        )
+
+
+def load_manifest(version_dir: str | os.PathLike) -> dict:
+    """Reads and validates ``manifest.json`` of an exported version."""
+    path = Path(version_dir)
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise ExportError(f"No exported model at {path} (folder missing).")
+    if not manifest_path.is_file():
+        raise ExportError(
+            f"{manifest_path} is missing: {path} is not a complete tfrec export."
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ExportError(f"{manifest_path} is corrupt: {err}") from err
+    for key in ("inputs", "outputs", "parity", "onnx"):
+        if key not in manifest:
+            raise ExportError(f"{manifest_path} lacks the key {key!r}; re-export the model.")
+    return manifest

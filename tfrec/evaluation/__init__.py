@@ -1,0 +1,25 @@
+"""Ranking and rating metrics and evaluation protocols."""
+
+from tfrec.evaluation.metrics import (
+    auc,
+    log_loss,
+    mae,
+    ranking_metric_sums,
+    ranking_metrics,
+    ranks_of_relevant,
+    rmse,
+)
+from tfrec.evaluation.protocols import FullRanking, SampledRanking, popularity_scorer
+
+__all__ = [
+    "FullRanking",
+    "SampledRanking",
+    "auc",
+    "log_loss",
+    "mae",
+    "popularity_scorer",
+    "ranking_metric_sums",
+    "ranking_metrics",
+    "ranks_of_relevant",
+    "rmse",
+]
