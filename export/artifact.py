@@ -42,7 +42,11 @@ class ExportError(RuntimeError):
 def next_version(model_dir: str | os.PathLike) -> int:
     """1 + the largest numeric version under ``model_dir`` (1 when there is none)."""
     path = Path(model_dir)
-    versions = [int(p.name) for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
+    versions = (
+        [int(p.name) for p in path.iterdir() if p.name.isdigit()]
+        if path.is_dir()
+        else []
+    )
     return max(versions, default=0) + 1
 
 
@@ -176,7 +180,9 @@ def export_model(
 
     base = Path(base_dir)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ExportError(f"Model name {name!r} must use letters, digits, '_', '.', '-'.")
+        raise ExportError(
+            f"Model name {name!r} must use letters, digits, '_', '.', '-'."
+        )
     model_dir = base / name
     model_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale_tmp(model_dir)
@@ -249,7 +255,9 @@ def export_model(
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, ExportError) or not isinstance(err, Exception):
             raise
-        raise ExportError(f"Export of {name!r} failed: {type(err).__name__}: {err}") from err
+        raise ExportError(
+            f"Export of {name!r} failed: {type(err).__name__}: {err}"
+        ) from err
     return final
 
 
@@ -265,7 +273,9 @@ def _convert_to_onnx(saved_model_dir: Path, onnx_path: Path, ins, outs, opset) -
     loaded = tf.saved_model.load(str(saved_model_dir))
     signature = loaded.signatures["serving_default"]
     specs = [
-        tf.TensorSpec([None if d is None else d for d in s["shape"]], s["dtype"], name=s["name"])
+        tf.TensorSpec(
+            [None if d is None else d for d in s["shape"]], s["dtype"], name=s["name"]
+        )
         for s in ins
     ]
     names = [s["name"] for s in ins]
@@ -303,5 +313,7 @@ def load_manifest(version_dir: str | os.PathLike) -> dict:
         raise ExportError(f"{manifest_path} is corrupt: {err}") from err
     for key in ("inputs", "outputs", "parity", "onnx"):
         if key not in manifest:
-            raise ExportError(f"{manifest_path} lacks the key {key!r}; re-export the model.")
+            raise ExportError(
+                f"{manifest_path} lacks the key {key!r}; re-export the model."
+            )
     return manifest

@@ -38,7 +38,9 @@ class Tf1SignatureRunner:
     def __call__(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = sorted(set(self.inputs) - set(feed))
         if missing:
-            raise ValueError(f"Missing inputs {missing}; the signature takes {sorted(self.inputs)}.")
+            raise ValueError(
+                f"Missing inputs {missing}; the signature takes {sorted(self.inputs)}."
+            )
         return self._session.run(
             self.outputs, {self.inputs[k]: np.asarray(v) for k, v in feed.items()}
         )
@@ -103,7 +105,9 @@ def _merge(reports: Sequence[dict]) -> dict:
 
 
 def _cast_inputs(batch: Mapping[str, np.ndarray], input_specs) -> dict[str, np.ndarray]:
-    return {s["name"]: np.asarray(batch[s["name"]], dtype=s["dtype"]) for s in input_specs}
+    return {
+        s["name"]: np.asarray(batch[s["name"]], dtype=s["dtype"]) for s in input_specs
+    }
 
 
 def check_parity(

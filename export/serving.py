@@ -21,7 +21,9 @@ def latest_version(model_dir: str | os.PathLike) -> Path:
     """The highest numeric version folder under ``model_dir``."""
     path = Path(model_dir)
     versions = sorted(
-        (int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
+        (int(p.name) for p in path.iterdir() if p.name.isdigit())
+        if path.is_dir()
+        else []
     )
     if not versions:
         raise ExportError(f"No exported versions under {path}.")
@@ -59,13 +61,17 @@ class ExportedModel:
                     str(onnx_path), providers=["CPUExecutionProvider"]
                 )
             except Exception as err:  # onnxruntime raises its own exception types
-                raise ExportError(f"{onnx_path} could not be loaded (corrupt?): {err}") from err
+                raise ExportError(
+                    f"{onnx_path} could not be loaded (corrupt?): {err}"
+                ) from err
             self._out_names = [o.name for o in self._session.get_outputs()]
         else:
             from export.parity import load_saved_model_tf1
 
             if not (self.path / "saved_model.pb").is_file():
-                raise ExportError(f"{self.path / 'saved_model.pb'} is missing; re-export.")
+                raise ExportError(
+                    f"{self.path / 'saved_model.pb'} is missing; re-export."
+                )
             try:
                 self._runner = load_saved_model_tf1(self.path)
             except Exception as err:
@@ -89,7 +95,8 @@ class ExportedModel:
             want = np.dtype(spec["dtype"])
             if value.dtype != want:
                 same_kind = (
-                    np.issubdtype(value.dtype, np.integer) and np.issubdtype(want, np.integer)
+                    np.issubdtype(value.dtype, np.integer)
+                    and np.issubdtype(want, np.integer)
                 ) or (
                     np.issubdtype(value.dtype, np.floating)
                     and np.issubdtype(want, np.floating)
@@ -124,5 +131,7 @@ class ExportedModel:
     def __call__(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = self.validate(feed)
         if self.runtime == "onnx":
-            return dict(zip(self._out_names, self._session.run(None, feed), strict=True))
+            return dict(
+                zip(self._out_names, self._session.run(None, feed), strict=True)
+            )
         return self._runner(feed)

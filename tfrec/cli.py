@@ -42,7 +42,9 @@ def parse_model_kwargs(extra: list[str]) -> dict:
     while i < len(extra):
         token = extra[i]
         if not token.startswith("--") or len(token) < 3:
-            raise ValueError(f"Unexpected argument {token!r}; model options look like --name value.")
+            raise ValueError(
+                f"Unexpected argument {token!r}; model options look like --name value."
+            )
         if "=" in token:
             key, value = token[2:].split("=", 1)
             i += 1
@@ -55,15 +57,24 @@ def parse_model_kwargs(extra: list[str]) -> dict:
     return kwargs
 
 
-def _split_for(config: dict, data_dir=None):
+def load_split_for(dataset, protocol, data_dir, seed, eval_negatives=99):
+    """The split a run trains on; rebuilt the same way by evaluate/recommend."""
     from tfrec.data import load_split
 
+    kw = {}
+    if protocol == "leave_one_out" and dataset != "ncf-ml-1m":
+        kw["num_negatives"] = eval_negatives
+    return load_split(dataset, protocol=protocol, data_dir=data_dir, seed=seed, **kw)
+
+
+def _split_for(config: dict, data_dir=None):
     cfg = config["config"] if "config" in config else config
-    return load_split(
+    return load_split_for(
         cfg["dataset"],
-        protocol=cfg.get("protocol", "leave_one_out"),
-        data_dir=data_dir or cfg.get("data_dir"),
-        seed=cfg.get("split_seed", 0),
+        cfg.get("protocol", "leave_one_out"),
+        data_dir or cfg.get("data_dir"),
+        cfg.get("split_seed", 0),
+        cfg.get("eval_negatives", 99),
     )
 
 
@@ -94,7 +105,6 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_train(args, extra) -> int:
-    from tfrec.data import load_split
     from tfrec.training import TrainConfig, train
 
     kwargs = parse_model_kwargs(extra)
@@ -112,8 +122,8 @@ def cmd_train(args, extra) -> int:
         full_ranking=not args.no_full_ranking,
     )
     config.validate()
-    split = load_split(
-        args.dataset, protocol=args.protocol, data_dir=args.data_dir, seed=args.split_seed
+    split = load_split_for(
+        args.dataset, args.protocol, args.data_dir, args.split_seed, args.eval_negatives
     )
     out = Path(args.out or f"runs/{args.model}-{args.dataset}-s{args.seed}")
     print(
@@ -124,12 +134,17 @@ def cmd_train(args, extra) -> int:
     cfg_path = out / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["config"].update(
-        protocol=args.protocol, split_seed=args.split_seed, data_dir=args.data_dir
+        protocol=args.protocol,
+        split_seed=args.split_seed,
+        data_dir=args.data_dir,
+        eval_negatives=args.eval_negatives,
     )
     from tfrec.training.loop import atomic_write_json
 
     atomic_write_json(cfg_path, cfg)
-    print(f"Test metrics ({result.metrics['epochs_run']} epochs, {result.seconds:.0f} s):")
+    print(
+        f"Test metrics ({result.metrics['epochs_run']} epochs, {result.seconds:.0f} s):"
+    )
     _print_metrics(result.metrics)
     print(f"Run directory: {out}")
     return 0
@@ -176,7 +191,9 @@ def cmd_export(args) -> int:
             f"  parity {runtime:<11} max_abs_diff={r['max_abs_diff']:.2e} "
             f"max_rel_diff={r['max_rel_diff']:.2e} passed={r['passed']}"
         )
-    print(f"  tolerance atol={info.parity.atol} rtol={info.parity.rtol} ({info.parity.reason})")
+    print(
+        f"  tolerance atol={info.parity.atol} rtol={info.parity.rtol} ({info.parity.reason})"
+    )
     return 0
 
 
@@ -222,7 +239,9 @@ def cmd_recommend(args) -> int:
             f"({len(users)} users, e.g. {', '.join(users[:3])})."
         )
     user = users.index(str(args.user))
-    scores = score_fn(np.full(len(items), user, np.int64), np.arange(len(items), dtype=np.int64))
+    scores = score_fn(
+        np.full(len(items), user, np.int64), np.arange(len(items), dtype=np.int64)
+    )
     seen = set()
     if config is not None and not args.include_seen:
         split = _split_for(config, args.data_dir)
@@ -231,7 +250,9 @@ def cmd_recommend(args) -> int:
         scores = scores.astype(np.float64)
         scores[list(seen)] = -np.inf
     top = np.argsort(-scores, kind="stable")[: args.k]
-    print(f"Top-{args.k} for user {args.user} from {source}; {len(seen)} seen items excluded:")
+    print(
+        f"Top-{args.k} for user {args.user} from {source}; {len(seen)} seen items excluded:"
+    )
     for rank, idx in enumerate(top, start=1):
         title = f"  {names[idx]}" if names else ""
         print(f"  {rank:>2}. item {items[idx]:<6} score={scores[idx]:.4f}{title}")
@@ -246,10 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list registered models")
     sub.add_parser("datasets", help="list data sets")
 
-    t = sub.add_parser("train", help="train a model; extra --name value pairs are model kwargs")
+    t = sub.add_parser(
+        "train", help="train a model; extra --name value pairs are model kwargs"
+    )
     t.add_argument("model")
     t.add_argument("--dataset", default="movielens-100k")
-    t.add_argument("--protocol", default="leave_one_out", choices=["leave_one_out", "random"])
+    t.add_argument(
+        "--protocol", default="leave_one_out", choices=["leave_one_out", "random"]
+    )
     t.add_argument("--data-dir", default=None, help="local copy of the data set")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=256)
@@ -258,9 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--num-negatives", type=int, default=4)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--split-seed", type=int, default=0)
+    t.add_argument(
+        "--eval-negatives",
+        type=int,
+        default=99,
+        help="sampled negatives per held-out item (leave-one-out protocol)",
+    )
     t.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
     t.add_argument("--no-full-ranking", action="store_true")
-    t.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET-sSEED)")
+    t.add_argument(
+        "--out", default=None, help="run directory (default runs/MODEL-DATASET-sSEED)"
+    )
     t.add_argument("--verbose", type=int, default=2)
 
     e = sub.add_parser("evaluate", help="evaluate a finished run")
@@ -268,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None)
     e.add_argument("--no-full-ranking", action="store_true")
 
-    x = sub.add_parser("export", help="export a run to SavedModel + ONNX with parity check")
+    x = sub.add_parser(
+        "export", help="export a run to SavedModel + ONNX with parity check"
+    )
     x.add_argument("run")
     x.add_argument("--name", default=None)
     x.add_argument("--base-dir", default="saved_models")

@@ -101,7 +101,9 @@ def model_info(name: str) -> ModelInfo:
         valid = sorted(_REGISTRY)
         close = difflib.get_close_matches(name, valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown model {name!r}.{hint} Valid models: {', '.join(valid)}.")
+        raise ValueError(
+            f"Unknown model {name!r}.{hint} Valid models: {', '.join(valid)}."
+        )
     return _REGISTRY[name]
 
 

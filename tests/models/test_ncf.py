@@ -9,8 +9,11 @@ import tfrec
 from tfrec.models.ncf import gmf, load_pretrained_neumf, mf, ncf_mlp, neumf
 from tfrec.registry import Tolerance, register_model
 
-U, I = 6, 9
-IDS = {"user_id": np.array([0, 1, 5, 3], np.int64), "item_id": np.array([8, 0, 4, 4], np.int64)}
+NU, NI = 6, 9
+IDS = {
+    "user_id": np.array([0, 1, 5, 3], np.int64),
+    "item_id": np.array([8, 0, 4, 4], np.int64),
+}
 
 
 def sigmoid(x):
@@ -19,11 +22,13 @@ def sigmoid(x):
 
 def _randomise(model, seed=1):
     rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    model.set_weights(
+        [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()]
+    )
 
 
 def test_gmf_score_matches_numpy():
-    model = gmf(U, I, embedding_dim=4)
+    model = gmf(NU, NI, embedding_dim=4)
     _randomise(model)
     P = model.get_layer("gmf_user_embedding").get_weights()[0]
     Q = model.get_layer("gmf_item_embedding").get_weights()[0]
@@ -34,7 +39,7 @@ def test_gmf_score_matches_numpy():
 
 
 def test_mf_score_is_dot_plus_biases():
-    model = mf(U, I, embedding_dim=3)
+    model = mf(NU, NI, embedding_dim=3)
     _randomise(model)
     P = model.get_layer("mf_user_embedding").get_weights()[0]
     Q = model.get_layer("mf_item_embedding").get_weights()[0]
@@ -47,14 +52,14 @@ def test_mf_score_is_dot_plus_biases():
 
 
 def test_mlp_tower_sizes_follow_the_paper():
-    model = ncf_mlp(U, I, embedding_dim=8)
+    model = ncf_mlp(NU, NI, embedding_dim=8)
     assert model.get_layer("mlp_user_embedding").output_dim == 32  # 64-wide concat
     widths = [model.get_layer(f"mlp_dense_{k}").units for k in (1, 2, 3)]
     assert widths == [32, 16, 8]
 
 
 def test_explicit_task_outputs_unbounded_rating():
-    model = mf(U, I, task="explicit")
+    model = mf(NU, NI, task="explicit")
     _randomise(model, seed=3)
     model.get_layer("global_bias").set_weights([np.array(3.5, np.float32)])
     out = model(IDS)
@@ -64,7 +69,7 @@ def test_explicit_task_outputs_unbounded_rating():
 
 def test_neumf_pretraining_mixes_logits_with_alpha():
     kwargs = dict(embedding_dim=4)
-    g, m, n = gmf(U, I, **kwargs), ncf_mlp(U, I, **kwargs), neumf(U, I, **kwargs)
+    g, m, n = gmf(NU, NI, **kwargs), ncf_mlp(NU, NI, **kwargs), neumf(NU, NI, **kwargs)
     _randomise(g, 1)
     _randomise(m, 2)
     alpha = 0.3
@@ -77,24 +82,32 @@ def test_neumf_pretraining_mixes_logits_with_alpha():
     lg, lm, ln = (logit(x(IDS)["score"]) for x in (g, m, n))
     np.testing.assert_allclose(ln, alpha * lg + (1 - alpha) * lm, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(
-        n.get_layer("mlp_dense_2").get_weights()[0], m.get_layer("mlp_dense_2").get_weights()[0]
+        n.get_layer("mlp_dense_2").get_weights()[0],
+        m.get_layer("mlp_dense_2").get_weights()[0],
     )
 
 
 def test_neumf_pretraining_rejects_mismatched_sizes():
     with pytest.raises(ValueError, match="same"):
-        load_pretrained_neumf(neumf(U, I), gmf(U, I, embedding_dim=16), ncf_mlp(U, I))
+        load_pretrained_neumf(neumf(NU, NI), gmf(NU, NI, embedding_dim=16), ncf_mlp(NU, NI))
 
 
 @pytest.mark.parametrize("builder", [gmf, ncf_mlp, neumf, mf])
 def test_out_of_vocabulary_ids_use_zero_embeddings(builder):
-    model = builder(U, I)
+    model = builder(NU, NI)
     _randomise(model)
-    oov = {"user_id": np.array([-1, U, 10**9], np.int64), "item_id": np.array([2, 2, 2], np.int64)}
+    oov = {
+        "user_id": np.array([-1, NU, 10**9], np.int64),
+        "item_id": np.array([2, 2, 2], np.int64),
+    }
     scores = np.asarray(model(oov)[next(iter(model.output))])
     # Every unknown user gets the same score: the zero-vector "nobody" user.
     np.testing.assert_allclose(scores, scores[0], rtol=1e-6)
-    known = np.asarray(model({"user_id": np.array([0]), "item_id": np.array([2])})[next(iter(model.output))])
+    known = np.asarray(
+        model({"user_id": np.array([0]), "item_id": np.array([2])})[
+            next(iter(model.output))
+        ]
+    )
     assert not np.allclose(known, scores[0])
 
 
@@ -118,7 +131,7 @@ def test_invalid_hyperparameters_raise_clearly(kwargs, match):
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "tanh"])
 def test_lecture_activations_build(activation):
-    model = ncf_mlp(U, I, activation=activation, dropout=0.2)
+    model = ncf_mlp(NU, NI, activation=activation, dropout=0.2)
     assert model.get_layer("mlp_dense_1").activation.__name__ == activation
     assert model.get_layer("mlp_dropout_1").rate == 0.2
 

@@ -65,9 +65,7 @@ class IdEmbedding(keras.layers.Layer):
 
     def call(self, ids):
         ids = ops.cast(ids, "int64")
-        valid = ops.logical_and(
-            ops.greater_equal(ids, 0), ops.less(ids, self.num_ids)
-        )
+        valid = ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, self.num_ids))
         safe = ops.where(valid, ids, ops.zeros_like(ids))
         vectors = ops.take(self.embeddings, safe, axis=0)
         return vectors * ops.expand_dims(ops.cast(valid, vectors.dtype), -1)

@@ -10,7 +10,9 @@ import keras
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "elu", "linear")
 
 
-def check_hidden_units(hidden_units: Sequence[int], name: str = "hidden_units") -> tuple:
+def check_hidden_units(
+    hidden_units: Sequence[int], name: str = "hidden_units"
+) -> tuple:
     units = tuple(hidden_units) if hidden_units is not None else ()
     if not units or not all(isinstance(u, int) and u > 0 for u in units):
         raise ValueError(

@@ -25,6 +25,8 @@ Faithfulness notes (differences from the paper's code are deliberate and listed)
   The paper's "factors 8, layers 64-32-16-8" is ``embedding_dim=8`` (GMF),
   ``mlp_embedding_dim=32`` (so the concatenation is 64) and ``hidden_units=(32, 16,
   8)``; those are derived from ``embedding_dim`` when left ``None``.
+* ``l2`` regularises the embedding rows each example looks up (per-example L2,
+  averaged over the batch) and the hidden kernels; the paper's reported runs use 0.
 * NeuMF pre-training (:func:`load_pretrained_neumf`) copies GMF and MLP weights and
   mixes the two prediction layers with ``alpha`` as in Eq. 12 of the paper.
 """
@@ -47,7 +49,9 @@ _EMBEDDING_INIT = {"class_name": "RandomNormal", "config": {"stddev": 0.01}}
 def _check_sizes(num_users, num_items):
     for arg, value in (("num_users", num_users), ("num_items", num_items)):
         if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
+            raise ValueError(
+                f"`{arg}` must be a positive int. Received: {arg}={value!r}"
+            )
 
 
 def _check_task(task):
@@ -70,11 +74,14 @@ def _id_inputs():
 
 
 def _embedding(num, dim, l2, name):
+    # ``l2`` penalises the rows a batch looks up (Keras averages activity
+    # regularisation over the batch): per-example L2 as in SGD-trained MF (Rendle et
+    # al. 2020), not a penalty on the whole table at every step.
     return IdEmbedding(
         num,
         dim,
         embeddings_initializer=_EMBEDDING_INIT,
-        embeddings_regularizer=keras.regularizers.L2(l2) if l2 else None,
+        activity_regularizer=keras.regularizers.L2(l2) if l2 else None,
         name=name,
     )
 
@@ -144,8 +151,12 @@ def gmf(
     _check_task(task)
     _check_dim("embedding_dim", embedding_dim)
     inputs = _id_inputs()
-    p = _embedding(num_users, embedding_dim, l2, "gmf_user_embedding")(inputs["user_id"])
-    q = _embedding(num_items, embedding_dim, l2, "gmf_item_embedding")(inputs["item_id"])
+    p = _embedding(num_users, embedding_dim, l2, "gmf_user_embedding")(
+        inputs["user_id"]
+    )
+    q = _embedding(num_items, embedding_dim, l2, "gmf_item_embedding")(
+        inputs["item_id"]
+    )
     x = keras.layers.Multiply(name="gmf_product")([p, q])
     out = _prediction(x, task)
     return keras.Model(inputs, {TASK_OUTPUTS[task]: out}, name="gmf")

@@ -30,7 +30,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfrec.data.pipelines import SamplerEpochCallback, explicit_dataset, implicit_dataset
+from tfrec.data.pipelines import (
+    SamplerEpochCallback,
+    explicit_dataset,
+    implicit_dataset,
+)
 from tfrec.registry import create_model, model_info
 from tfrec.training.optimizers import make_optimizer
 from tfrec.training.scoring import keras_scorer, output_name
@@ -61,12 +65,17 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+                raise ValueError(
+                    f"`{name}` must be a positive int. Received: {name}={value!r}"
+                )
         if not isinstance(self.num_negatives, int) or self.num_negatives < 0:
             raise ValueError(
                 f"`num_negatives` must be an int >= 0. Received: {self.num_negatives!r}"
             )
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+        if (
+            self.early_stopping_patience is not None
+            and self.early_stopping_patience < 1
+        ):
             raise ValueError(
                 "`early_stopping_patience` must be a positive int or None. Received: "
                 f"{self.early_stopping_patience!r}"
@@ -114,7 +123,9 @@ def _jsonable(obj):
 def save_model_atomic(model, path: Path) -> None:
     """``model.save`` to a temporary ``.keras`` beside ``path``, then rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=".keras"
+    )
     os.close(fd)
     try:
         model.save(tmp)
@@ -144,7 +155,8 @@ class EvaluationCallback(keras.callbacks.Callback):
         score_fn = keras_scorer(self.model, output=self.output)
         for prefix, protocol in self.protocols.items():
             for key, value in protocol.evaluate(score_fn).items():
-                logs[f"{prefix}{key}"] = float(value)
+                if key.startswith(("hr@", "ndcg@")):  # keep progress lines short
+                    logs[f"{prefix}{key}"] = float(value)
 
 
 class HistoryFile(keras.callbacks.Callback):
@@ -169,7 +181,9 @@ class HistoryFile(keras.callbacks.Callback):
         atomic_write_json(self.path, history)
 
 
-def ranking_protocols(split, *, ks=(10,), which: str = "test", full: bool = False) -> dict:
+def ranking_protocols(
+    split, *, ks=(10,), which: str = "test", full: bool = False
+) -> dict:
     """Protocols a split supports for its ``which`` part (``test`` or ``valid``)."""
     from tfrec.evaluation import FullRanking, SampledRanking
 
@@ -243,7 +257,9 @@ def plot_curves(history: dict, path: Path, title: str = "") -> None:
         return
     epochs = [r["epoch"] for r in rows]
     loss_keys = sorted(k for k in rows[-1] if k.endswith("loss"))
-    metric_keys = sorted(k for k in rows[-1] if "@" in k and ("hr@" in k or "ndcg@" in k))
+    metric_keys = sorted(
+        k for k in rows[-1] if "@" in k and ("hr@" in k or "ndcg@" in k)
+    )
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for key in loss_keys:
         axes[0].plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", label=key)
@@ -339,7 +355,7 @@ def train(
             },
         },
     )
-    vocab_files = write_vocab(split, run_dir)
+    write_vocab(split, run_dir)
 
     out = output_name(model)
     implicit = out == "score"
@@ -374,7 +390,9 @@ def train(
     protocols = _epoch_protocols(split, config) if implicit else {}
     history_file = HistoryFile(run_dir / "history.json")
     if protocols:
-        callbacks.append(EvaluationCallback(protocols, every=config.eval_every, output=out))
+        callbacks.append(
+            EvaluationCallback(protocols, every=config.eval_every, output=out)
+        )
     if config.early_stopping_patience and "val_" in protocols:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -389,15 +407,25 @@ def train(
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         *extra_callbacks,
     ]
-    model.fit(dataset, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(
+        dataset,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )
 
     history = history_file.load()
-    metrics = evaluate_model(model, split, ks=config.ks, full_ranking=config.full_ranking)
+    metrics = evaluate_model(
+        model, split, ks=config.ks, full_ranking=config.full_ranking
+    )
     metrics["train_seconds"] = round(time.time() - started, 1)
     metrics["epochs_run"] = len(history["epochs"])
     atomic_write_json(run_dir / "metrics.json", metrics)
     save_model_atomic(model, run_dir / "model.keras")
-    plot_curves(history, run_dir / "curves.png", title=f"{config.model} on {split.name}")
+    plot_curves(
+        history, run_dir / "curves.png", title=f"{config.model} on {split.name}"
+    )
     return RunResult(run_dir, model, history, metrics, time.time() - started)
 
 

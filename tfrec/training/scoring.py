@@ -24,7 +24,9 @@ def output_name(model) -> str:
     return next(iter(outputs))
 
 
-def keras_scorer(model, *, output: str | None = None, batch_size: int = 262_144) -> Callable:
+def keras_scorer(
+    model, *, output: str | None = None, batch_size: int = 262_144
+) -> Callable:
     """A ``score_fn`` running ``model`` in inference mode on int64 id arrays."""
     name = output or output_name(model)
     spec = tf.TensorSpec((None,), tf.int64)
@@ -45,7 +47,9 @@ def keras_scorer(model, *, output: str | None = None, batch_size: int = 262_144)
     return score_fn
 
 
-def feed_scorer(predict: Callable[[dict], dict], output: str, *, batch_size: int = 65_536) -> Callable:
+def feed_scorer(
+    predict: Callable[[dict], dict], output: str, *, batch_size: int = 65_536
+) -> Callable:
     """A ``score_fn`` for any ``predict(feed_dict) -> output_dict`` (e.g. ONNX)."""
 
     def score_fn(users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -53,7 +57,12 @@ def feed_scorer(predict: Callable[[dict], dict], output: str, *, batch_size: int
         items = np.asarray(items, np.int64)
         parts = [
             np.asarray(
-                predict({"user_id": users[s : s + batch_size], "item_id": items[s : s + batch_size]})[output]
+                predict(
+                    {
+                        "user_id": users[s : s + batch_size],
+                        "item_id": items[s : s + batch_size],
+                    }
+                )[output]
             )
             for s in range(0, len(users), batch_size)
         ]

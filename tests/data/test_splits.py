@@ -1,0 +1,279 @@
+"""Tests for tfrec.data.splits."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+
+import numpy as np
+import pytest
+
+from tfrec.data import (
+    DataError,
+    Interactions,
+    leave_one_out,
+    load_split,
+    ncf_split,
+    random_split,
+)
+
+
+@pytest.fixture
+def shared_data() -> pathlib.Path:
+    env = os.environ.get("TFREC_DATA_DIR")
+    root = (
+        pathlib.Path(env)
+        if env
+        else pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+    )
+    if not root.is_dir():
+        pytest.skip(f"shared data folder {root} not present")
+    return root.resolve()
+
+
+def _toy() -> Interactions:
+    # user 10: items 100(t1) 101(t5) 102(t3) 103(t5, later row) 104(t2)
+    #   -> latest 103 (tie with 101 broken by row order), second latest 101
+    # user 20: items 105(t9) 100(t7) 106(t8) -> test 105, valid 106
+    # user 30: two interactions only -> dropped with min_interactions=3
+    rows = [
+        (10, 100, 1.0, 1),
+        (20, 105, 5.0, 9),
+        (10, 101, 2.0, 5),
+        (30, 107, 3.0, 1),
+        (10, 102, 3.0, 3),
+        (20, 100, 4.0, 7),
+        (10, 103, 4.0, 5),
+        (30, 108, 3.0, 2),
+        (10, 104, 5.0, 2),
+        (20, 106, 1.0, 8),
+        (40, 109, 2.0, 1),
+        (40, 110, 2.0, 2),
+        (40, 111, 2.0, 3),
+        (40, 112, 2.0, 4),
+    ]
+    u, i, r, t = map(np.array, zip(*rows, strict=True))
+    return Interactions(
+        name="toy",
+        user=u.astype(np.int64),
+        item=i.astype(np.int64),
+        rating=r.astype(np.float32),
+        timestamp=t.astype(np.int64),
+        item_names={100: "a", 105: "f"},
+    )
+
+
+def _raw(split, part, key):
+    ids = split.user_ids if key == "user_id" else split.item_ids
+    return ids[part[key]].tolist()
+
+
+def test_leave_one_out_holds_out_latest():
+    s = leave_one_out(_toy(), num_negatives=3, seed=1)
+    np.testing.assert_array_equal(s.user_ids, [10, 20, 40])
+    np.testing.assert_array_equal(
+        s.item_ids, [100, 101, 102, 103, 104, 105, 106, 109, 110, 111, 112]
+    )
+    assert (s.num_users, s.num_items) == (3, 11)
+    assert _raw(s, s.test, "user_id") == [10, 20, 40]
+    assert _raw(s, s.test, "item_id") == [103, 105, 112]
+    assert _raw(s, s.valid, "item_id") == [101, 106, 111]
+    np.testing.assert_array_equal(s.test["rating"], np.float32([4, 5, 2]))
+    train = sorted(
+        zip(_raw(s, s.train, "user_id"), _raw(s, s.train, "item_id"), strict=True)
+    )
+    assert train == [(10, 100), (10, 102), (10, 104), (20, 100), (40, 109), (40, 110)]
+    assert s.train["user_id"].dtype == np.int64
+    assert s.train["rating"].dtype == np.float32
+    assert set(s.train) == {"user_id", "item_id", "rating"}
+    assert s.item_names[0] == "a" and s.item_names[5] == "f" and s.item_names[1] == ""
+
+
+def test_leave_one_out_negatives_unseen_distinct_and_seeded():
+    inter = _toy()
+    s = leave_one_out(inter, num_negatives=4, seed=3)
+    assert s.test_negatives.shape == (3, 4) and s.valid_negatives.shape == (3, 4)
+    assert s.test_negatives.dtype == np.int64
+    seen = {}
+    for part in (s.train, s.valid, s.test):
+        for u, i in zip(part["user_id"], part["item_id"], strict=True):
+            seen.setdefault(int(u), set()).add(int(i))
+    for part, neg in ((s.test, s.test_negatives), (s.valid, s.valid_negatives)):
+        for u, row in zip(part["user_id"], neg, strict=True):
+            assert len(set(row.tolist())) == 4
+            assert not set(row.tolist()) & seen[int(u)]
+            assert ((row >= 0) & (row < s.num_items)).all()
+    again = leave_one_out(inter, num_negatives=4, seed=3)
+    np.testing.assert_array_equal(again.test_negatives, s.test_negatives)
+    np.testing.assert_array_equal(again.valid_negatives, s.valid_negatives)
+    other = leave_one_out(inter, num_negatives=4, seed=4)
+    assert not np.array_equal(other.test_negatives, s.test_negatives)
+
+
+def test_negatives_uniform_and_exact_when_crowded():
+    # User 10 saw 5 of 11 items: its 6 unseen items must all be returned.
+    s = leave_one_out(_toy(), num_negatives=6, seed=0)
+    assert sorted(s.test_negatives[0].tolist()) == [5, 6, 7, 8, 9, 10]
+    with pytest.raises(ValueError, match="num_negatives"):
+        leave_one_out(_toy(), num_negatives=7)
+    # Roughly uniform over a user's unseen items.
+    rng = np.random.default_rng(0)
+    n = 2000
+    inter = Interactions(
+        name="u",
+        user=np.repeat(np.arange(n), 3),
+        item=np.tile([0, 1, 2], n),
+        rating=np.ones(3 * n, np.float32),
+        timestamp=rng.integers(0, 10, 3 * n),
+    )
+    inter.user = np.r_[inter.user, -1, -1, -1, -1]
+    inter.item = np.r_[inter.item, 3, 4, 5, 6]
+    inter.rating = np.r_[inter.rating, np.ones(4, np.float32)]
+    inter.timestamp = np.r_[inter.timestamp, 0, 1, 2, 3]
+    s = leave_one_out(inter, num_negatives=2, validation=False, seed=0)
+    counts = np.bincount(s.test_negatives[1:].ravel(), minlength=7)
+    assert counts[:3].sum() == 0
+    np.testing.assert_allclose(counts[3:] / (2 * n), 0.25, atol=0.03)
+
+
+def test_leave_one_out_without_validation_and_errors():
+    s = leave_one_out(_toy(), num_negatives=0, validation=False, min_interactions=2)
+    assert s.valid is None and s.test_negatives is None
+    assert _raw(s, s.test, "user_id") == [10, 20, 30, 40]
+    assert len(s.train["user_id"]) == 14 - 4
+    inter = _toy()
+    inter.timestamp = None
+    with pytest.raises(DataError, match="random_split"):
+        leave_one_out(inter)
+    with pytest.raises(ValueError, match="min_interactions"):
+        leave_one_out(_toy(), min_interactions=2)
+
+
+def test_encode_users_and_items():
+    s = leave_one_out(_toy(), num_negatives=1)
+    np.testing.assert_array_equal(s.encode_users([40, 10]), [2, 0])
+    np.testing.assert_array_equal(s.encode_items([112, 100]), [10, 0])
+    with pytest.raises(DataError, match=r"2 unknown raw user id.*\[30, 999\]"):
+        s.encode_users([10, 999, 30])
+    with pytest.raises(DataError, match=r"unknown raw item id.*\[107\]"):
+        s.encode_items([107])
+
+
+def test_train_csr_matches_rows():
+    s = leave_one_out(_toy(), num_negatives=1)
+    indptr, indices = s.train_csr()
+    assert indptr.shape == (s.num_users + 1,) and indptr[-1] == indices.size
+    for u in range(s.num_users):
+        expected = sorted(set(s.train["item_id"][s.train["user_id"] == u].tolist()))
+        assert indices[indptr[u] : indptr[u + 1]].tolist() == expected
+    assert s.train_csr()[0] is indptr  # cached
+
+
+def test_random_split_fractions_and_disjoint():
+    n = 1000
+    rng = np.random.default_rng(0)
+    inter = Interactions(
+        name="r",
+        user=rng.integers(0, 50, n),
+        item=rng.integers(0, 80, n) + 1000,
+        rating=np.arange(n, dtype=np.float32),  # row id, to track rows
+        timestamp=None,
+    )
+    s = random_split(inter, test_fraction=0.2, valid_fraction=0.1, seed=7)
+    sizes = [len(p["rating"]) for p in (s.train, s.valid, s.test)]
+    assert sizes == [700, 100, 200]
+    rows = np.concatenate([p["rating"] for p in (s.train, s.valid, s.test)])
+    np.testing.assert_array_equal(np.sort(rows), np.arange(n))  # disjoint + complete
+    for p in (s.train, s.valid, s.test):
+        r = p["rating"].astype(int)
+        np.testing.assert_array_equal(s.user_ids[p["user_id"]], inter.user[r])
+        np.testing.assert_array_equal(s.item_ids[p["item_id"]], inter.item[r])
+    assert s.num_users == np.unique(inter.user).size
+    assert random_split(inter, seed=7).valid is None
+    again = random_split(inter, test_fraction=0.2, valid_fraction=0.1, seed=7)
+    np.testing.assert_array_equal(again.test["rating"], s.test["rating"])
+    with pytest.raises(ValueError, match="valid_fraction"):
+        random_split(inter, test_fraction=0.6, valid_fraction=0.5)
+
+
+# ------------------------------------------------------------------ NCF
+
+
+def _ncf_dir(tmp_path, negative_lines):
+    root = tmp_path / "ncf"
+    root.mkdir()
+    (root / "ml-1m.train.rating").write_text("0\t1\t5\t10\n0\t2\t3\t11\n1\t0\t4\t12\n")
+    (root / "ml-1m.test.rating").write_text("0\t3\t4\t20\n1\t4\t2\t21\n")
+    (root / "ml-1m.test.negative").write_text("\n".join(negative_lines) + "\n")
+    return root
+
+
+def test_ncf_split_tiny(tmp_path):
+    root = _ncf_dir(tmp_path, ["(0,3)\t4\t5", "(1,4)\t1\t6"])
+    s = ncf_split(root, download=False)
+    assert (s.num_users, s.num_items) == (2, 7)
+    np.testing.assert_array_equal(s.test_negatives, [[4, 5], [1, 6]])
+    np.testing.assert_array_equal(s.test["item_id"], [3, 4])
+    np.testing.assert_array_equal(s.item_ids, np.arange(7))
+    assert s.valid is None and len(s.train["user_id"]) == 3
+
+
+@pytest.mark.parametrize(
+    "lines, pattern",
+    [
+        (
+            ["(0,3)\t4\t5", "(1,5)\t1\t6"],
+            r"line 2: header \(1,5\) does not match.*\(1,4\)",
+        ),
+        (["(0,3)\t4\t5", "1,4\t1\t6"], r"line 2: first field must be '\(user,item\)'"),
+        (["(0,3)\t4\t5"], r"expected 2 lines"),
+        (["(0,3)\t4\t5", "(1,4)\t1"], r"line 2: expected 2 tab-separated negative"),
+        (
+            ["(0,3)\t4\t5", "(1,4)\t1\tx"],
+            r"line 2: negative item id must be an integer",
+        ),
+    ],
+)
+def test_ncf_negatives_errors(tmp_path, lines, pattern):
+    root = _ncf_dir(tmp_path, lines)
+    with pytest.raises(DataError, match=pattern) as e:
+        ncf_split(root, download=False)
+    assert "ml-1m.test.negative" in str(e.value)
+
+
+def test_ncf_split_real(shared_data):
+    start = time.perf_counter()
+    s = ncf_split(shared_data / "ncf-ml-1m", download=False)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 5.0
+    assert (s.num_users, s.num_items) == (6040, 3706)
+    assert len(s.train["user_id"]) == 994_169
+    assert len(s.test["user_id"]) == 6040
+    assert s.test_negatives.shape == (6040, 99)
+    np.testing.assert_array_equal(s.test["user_id"], np.arange(6040))
+    # The documented quirk of the published file.
+    dup = (s.test_negatives == s.test["item_id"][:, None]).any(axis=1)
+    assert int(dup.sum()) == 156
+    indptr, indices = s.train_csr()
+    assert indptr[-1] == 994_169 and indptr[1] - indptr[0] == 52
+    split = load_split("ncf-ml-1m", data_dir=shared_data / "ncf-ml-1m")
+    assert split.test_negatives.shape == (6040, 99)
+
+
+def test_load_split_movielens_100k(shared_data):
+    s = load_split("movielens-100k", data_dir=shared_data / "movielens-100k", seed=0)
+    assert (s.num_users, s.num_items) == (943, 1682)
+    assert len(s.test["user_id"]) == 943 and len(s.valid["user_id"]) == 943
+    assert len(s.train["user_id"]) == 100_000 - 2 * 943
+    assert s.test_negatives.shape == (943, 99)
+    assert s.item_names[0] == "Toy Story (1995)"
+    r = load_split(
+        "movielens-100k",
+        protocol="random",
+        data_dir=shared_data / "movielens-100k",
+        test_fraction=0.1,
+    )
+    assert len(r.test["user_id"]) == 10_000
+    with pytest.raises(ValueError, match="Unknown protocol 'loo'"):
+        load_split("movielens-100k", protocol="loo")

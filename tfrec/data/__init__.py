@@ -1,0 +1,41 @@
+"""Data sets, splits and input pipelines for tfrec."""
+
+from tfrec.data.datasets import (
+    DATASETS,
+    DataError,
+    DatasetSpec,
+    Interactions,
+    RemoteFile,
+    dataset_dir,
+    git_blob_sha1,
+    list_datasets,
+    load_interactions,
+    read_ratings_file,
+    sha256_file,
+)
+from tfrec.data.splits import (
+    Split,
+    leave_one_out,
+    load_split,
+    ncf_split,
+    random_split,
+)
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "DatasetSpec",
+    "Interactions",
+    "RemoteFile",
+    "Split",
+    "dataset_dir",
+    "git_blob_sha1",
+    "leave_one_out",
+    "list_datasets",
+    "load_interactions",
+    "load_split",
+    "ncf_split",
+    "random_split",
+    "read_ratings_file",
+    "sha256_file",
+]
