@@ -89,7 +89,9 @@ def test_neumf_pretraining_mixes_logits_with_alpha():
 
 def test_neumf_pretraining_rejects_mismatched_sizes():
     with pytest.raises(ValueError, match="same"):
-        load_pretrained_neumf(neumf(NU, NI), gmf(NU, NI, embedding_dim=16), ncf_mlp(NU, NI))
+        load_pretrained_neumf(
+            neumf(NU, NI), gmf(NU, NI, embedding_dim=16), ncf_mlp(NU, NI)
+        )
 
 
 @pytest.mark.parametrize("builder", [gmf, ncf_mlp, neumf, mf])

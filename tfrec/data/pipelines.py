@@ -141,25 +141,30 @@ def implicit_dataset(
     _check_batch_size(batch_size)
     sampler = NegativeSampler(users, items, num_items, num_negatives, seed=seed)
 
-    def generate():
+    def next_epoch():
         epoch = sampler.epoch
         sampler.epoch += 1
-        u, i, y = sampler.epoch_arrays(epoch)
-        for start in range(0, len(u), batch_size):
-            stop = start + batch_size
-            yield (
-                {"user_id": u[start:stop], "item_id": i[start:stop]},
-                {output_name: y[start:stop]},
-            )
+        return sampler.epoch_arrays(epoch)
 
-    signature = (
-        {
-            "user_id": tf.TensorSpec((None,), tf.int64),
-            "item_id": tf.TensorSpec((None,), tf.int64),
-        },
-        {output_name: tf.TensorSpec((None,), tf.float32)},
+    def to_batches(users, items, labels):
+        users, items, labels = (
+            tf.ensure_shape(t, (None,)) for t in (users, items, labels)
+        )
+        return tf.data.Dataset.from_tensor_slices(
+            ({"user_id": users, "item_id": items}, {output_name: labels})
+        ).batch(batch_size)
+
+    # One numpy call per pass draws the whole epoch (vectorised); batching then runs
+    # in tf.data's C++ kernels rather than a Python generator per batch.
+    ds = (
+        tf.data.Dataset.from_tensors(0)
+        .map(
+            lambda _: tf.numpy_function(
+                next_epoch, [], (tf.int64, tf.int64, tf.float32)
+            )
+        )
+        .flat_map(to_batches)
     )
-    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
     steps = -(-len(sampler) // batch_size)
     ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
     return ds.prefetch(tf.data.AUTOTUNE), sampler
