@@ -22,10 +22,15 @@ class Tf1SignatureRunner:
 
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph)
-        with self._graph.as_default():
-            meta = tf.compat.v1.saved_model.loader.load(
-                self._session, ["serve"], str(saved_model_dir)
-            )
+        verbosity = tf.compat.v1.logging.get_verbosity()
+        tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)  # TF1 notice
+        try:
+            with self._graph.as_default():
+                meta = tf.compat.v1.saved_model.loader.load(
+                    self._session, ["serve"], str(saved_model_dir)
+                )
+        finally:
+            tf.compat.v1.logging.set_verbosity(verbosity)
         if signature not in meta.signature_def:
             raise ValueError(
                 f"{saved_model_dir} has no signature {signature!r}; "

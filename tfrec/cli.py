@@ -161,39 +161,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from export.artifact import export_model
-    from tfrec import model_info
-    from tfrec.training import load_run
+    from export.cli import export_run
 
-    model, config = load_run(args.run)
-    cfg = config["config"]
-    info = model_info(cfg["model"])
-    kwargs = cfg["model_kwargs"]
-    vocab = Path(args.run) / "vocab"
-    extra = {f"vocab/{p.name}": p for p in sorted(vocab.glob("*.tsv"))}
-    path = export_model(
-        model,
-        args.name or cfg["model"],
-        base_dir=args.base_dir,
-        version=args.version,
-        example_inputs=lambda b, rng: info.example_inputs(kwargs, b, rng),
-        atol=info.parity.atol,
-        rtol=info.parity.rtol,
-        tolerance_reason=info.parity.reason,
-        model_config={"registry_name": cfg["model"], "kwargs": kwargs, "train": cfg},
-        extra_files=extra,
-    )
-    report = json.loads((path / "manifest.json").read_text())["parity"]
-    print(f"Exported {path}")
-    for runtime in ("saved_model", "onnx"):
-        r = report[runtime]
-        print(
-            f"  parity {runtime:<11} max_abs_diff={r['max_abs_diff']:.2e} "
-            f"max_rel_diff={r['max_rel_diff']:.2e} passed={r['passed']}"
-        )
-    print(
-        f"  tolerance atol={info.parity.atol} rtol={info.parity.rtol} ({info.parity.reason})"
-    )
+    export_run(args.run, name=args.name, base_dir=args.base_dir, version=args.version)
     return 0
 
 
