@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from tfrec.io import atomic_write_json, jsonable
+
 ONNX_OPSET = 17
 PARITY_BATCH_SIZES = (1, 37)
 MANIFEST = "manifest.json"
@@ -69,27 +71,6 @@ def model_io_specs(model) -> tuple[list[dict], list[dict]]:
     ins = [dict(_spec(t), name=k) for k, t in sorted(inputs.items())]
     outs = [dict(_spec(t), name=k) for k, t in sorted(outputs.items())]
     return ins, outs
-
-
-def _atomic_write_json(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, default=_json_default)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (tuple, set)):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _clean_stale_tmp(model_dir: Path) -> None:
@@ -240,11 +221,11 @@ def export_model(
             + [MANIFEST],
             "parity": report,
         }
-        _atomic_write_json(tmp / MANIFEST, manifest)
+        atomic_write_json(tmp / MANIFEST, manifest)
         if not (report["onnx"]["passed"] and report["saved_model"]["passed"]):
             raise ExportError(
                 "Parity check failed; no version written. Report: "
-                + json.dumps(report, default=_json_default)
+                + json.dumps(report, default=jsonable)
             )
         # Re-check the artifact loads the way TF Serving loads it, from its final
         # contents, before it becomes visible.

@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        export_run(args.run, name=args.name, base_dir=args.base_dir, version=args.version)
+        export_run(
+            args.run, name=args.name, base_dir=args.base_dir, version=args.version
+        )
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         print(f"tfrec-export: error: {type(err).__name__}: {first}", file=sys.stderr)

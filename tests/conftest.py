@@ -17,7 +17,7 @@ def shared_data_dir() -> Path | None:
     env = os.environ.get("TFREC_DATA_DIR")
     for candidate in (env, ROOT.parent / "shared" / "data"):
         if candidate and Path(candidate).is_dir():
-            return Path(candidate)
+            return Path(candidate).resolve()
     return None
 
 

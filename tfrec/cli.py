@@ -139,7 +139,7 @@ def cmd_train(args, extra) -> int:
         data_dir=args.data_dir,
         eval_negatives=args.eval_negatives,
     )
-    from tfrec.training.loop import atomic_write_json
+    from tfrec.io import atomic_write_json
 
     atomic_write_json(cfg_path, cfg)
     print(

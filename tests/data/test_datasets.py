@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import pathlib
 import shutil
 import subprocess
@@ -17,19 +16,6 @@ from tfrec.data import datasets as ds
 from tfrec.data.datasets import DataError, DatasetSpec, RemoteFile
 
 ROWS = "1\t10\t5\t100\n1\t11\t3\t101\n2\t10\t4\t102\n"
-
-
-@pytest.fixture
-def shared_data() -> pathlib.Path:
-    env = os.environ.get("TFREC_DATA_DIR")
-    root = (
-        pathlib.Path(env)
-        if env
-        else pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    )
-    if not root.is_dir():
-        pytest.skip(f"shared data folder {root} not present")
-    return root.resolve()
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pathlib
 import time
 
 import numpy as np
@@ -17,19 +15,6 @@ from tfrec.data import (
     ncf_split,
     random_split,
 )
-
-
-@pytest.fixture
-def shared_data() -> pathlib.Path:
-    env = os.environ.get("TFREC_DATA_DIR")
-    root = (
-        pathlib.Path(env)
-        if env
-        else pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    )
-    if not root.is_dir():
-        pytest.skip(f"shared data folder {root} not present")
-    return root.resolve()
 
 
 def _toy() -> Interactions:

@@ -155,3 +155,23 @@ def test_bad_training_arguments_raise_clearly(split, tmp_path):
         train(_config(model_kwargs={"num_users": 3}), split, tmp_path / "r", verbose=0)
     with pytest.raises(FileNotFoundError, match="not a finished tfrec run"):
         load_run(tmp_path / "nothing")
+
+
+def test_corrupt_model_file_is_reported(split, tmp_path):
+    train(_config(epochs=1), split, tmp_path / "run", verbose=0)
+    (tmp_path / "run" / "model.keras").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="could not be loaded"):
+        load_run(tmp_path / "run")
+
+
+def test_early_stopping_stops_when_validation_stalls(split, tmp_path):
+    # With a vanishing learning rate the validation NDCG cannot improve, so
+    # patience 1 stops the run after its second epoch.
+    config = _config(
+        epochs=6, optimizer="sgd", learning_rate=1e-12, early_stopping_patience=1
+    )
+    result = train(config, split, tmp_path / "run", verbose=0)
+    rows = result.history["epochs"]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[0]["val_ndcg@10"] == rows[1]["val_ndcg@10"]
+    assert result.metrics["epochs_run"] == 2

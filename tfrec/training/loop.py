@@ -35,6 +35,7 @@ from tfrec.data.pipelines import (
     explicit_dataset,
     implicit_dataset,
 )
+from tfrec.io import atomic_write_json
 from tfrec.registry import create_model, model_info
 from tfrec.training.optimizers import make_optimizer
 from tfrec.training.scoring import keras_scorer, output_name
@@ -92,32 +93,6 @@ class RunResult:
     history: dict
     metrics: dict
     seconds: float
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    """Writes JSON to a temporary file beside ``path``, then renames it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, default=_jsonable)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _jsonable(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (np.ndarray, tuple, set)):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def save_model_atomic(model, path: Path) -> None:
