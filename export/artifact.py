@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -73,15 +74,20 @@ def model_io_specs(model) -> tuple[list[dict], list[dict]]:
     return ins, outs
 
 
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+STALE_SECONDS = 3600
+
+
 def _clean_stale_tmp(model_dir: Path) -> None:
-    """Removes temporary folders left by exports whose process no longer runs."""
+    """Removes temporary folders of dead exports: same host, process gone, and
+    untouched for an hour (a shared ``saved_models/`` may serve several hosts)."""
     if not model_dir.is_dir():
         return
     for p in model_dir.iterdir():
-        m = re.match(rf"{re.escape(_TMP_PREFIX)}\d+-(\d+)-", p.name)
-        if not m:
+        m = re.match(rf"{re.escape(_TMP_PREFIX)}\d+-([A-Za-z0-9]+)-(\d+)-", p.name)
+        if not m or m.group(1) != _HOST:
             continue
-        pid = int(m.group(1))
+        pid = int(m.group(2))
         try:
             os.kill(pid, 0)
             alive = pid != os.getpid()
@@ -89,7 +95,7 @@ def _clean_stale_tmp(model_dir: Path) -> None:
             alive = False
         except PermissionError:
             alive = True
-        if not alive:
+        if not alive and time.time() - p.stat().st_mtime > STALE_SECONDS:
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -159,6 +165,10 @@ def export_model(
     """
     from export.parity import check_parity, load_saved_model_tf1
 
+    if not (atol >= 0 and rtol >= 0):
+        raise ExportError(
+            f"Tolerances must be >= 0. Received: atol={atol}, rtol={rtol}"
+        )
     base = Path(base_dir)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ExportError(
@@ -173,7 +183,9 @@ def export_model(
         raise ExportError(f"Version {final} already exists; pick another version.")
     ins, outs = model_io_specs(model)
     tmp = Path(
-        tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{version}-{os.getpid()}-", dir=model_dir)
+        tempfile.mkdtemp(
+            prefix=f"{_TMP_PREFIX}{version}-{_HOST}-{os.getpid()}-", dir=model_dir
+        )
     )
     try:
         started = time.time()
@@ -187,6 +199,9 @@ def export_model(
 
         rng = np.random.default_rng(seed)
         batches = [dict(example_inputs(int(b), rng)) for b in batch_sizes]
+        oov = _out_of_vocabulary_batch(batches[-1])
+        if oov is not None:  # the manifest's OOV policy must hold in every runtime
+            batches.append(oov)
         report = check_parity(
             model,
             saved_model_dir=tmp,
@@ -199,6 +214,7 @@ def export_model(
         )
         report["tolerance"] = {"atol": atol, "rtol": rtol, "reason": tolerance_reason}
         report["batch_sizes"] = list(batch_sizes)
+        report["batches"] = len(batches)
         manifest = {
             "name": name,
             "version": version,
@@ -240,6 +256,26 @@ def export_model(
             f"Export of {name!r} failed: {type(err).__name__}: {err}"
         ) from err
     return final
+
+
+def _out_of_vocabulary_batch(batch: Mapping[str, np.ndarray]) -> dict | None:
+    """A copy of ``batch`` whose integer ``*_id`` inputs start with -1 and 10**12."""
+    out, changed = {}, False
+    for name, value in batch.items():
+        value = np.array(value)
+        if (
+            name.endswith("_id")
+            and np.issubdtype(value.dtype, np.integer)
+            and value.size >= 2
+        ):
+            flat = value.reshape(-1)
+            flat[0], flat[1] = (
+                -1,
+                np.iinfo(value.dtype).max if value.dtype.itemsize < 8 else 10**12,
+            )
+            changed = True
+        out[name] = value
+    return out if changed else None
 
 
 def _convert_to_onnx(saved_model_dir: Path, onnx_path: Path, ins, outs, opset) -> None:

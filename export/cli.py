@@ -39,7 +39,11 @@ def export_run(
         rtol=info.parity.rtol,
         tolerance_reason=info.parity.reason,
         model_config={"registry_name": cfg["model"], "kwargs": kwargs, "train": cfg},
-        extra_files={f"vocab/{p.name}": p for p in sorted(vocab.glob("*.tsv"))},
+        extra_files={
+            f"vocab/{p.name}": p
+            for p in sorted(vocab.iterdir())
+            if p.suffix in (".tsv", ".npz") and not p.name.startswith(".")
+        },
     )
     if verbose:
         report = json.loads((path / "manifest.json").read_text())["parity"]

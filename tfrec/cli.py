@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import sys
 from pathlib import Path
@@ -120,6 +119,10 @@ def cmd_train(args, extra) -> int:
         seed=args.seed,
         early_stopping_patience=args.early_stopping,
         full_ranking=not args.no_full_ranking,
+        protocol=args.protocol,
+        split_seed=args.split_seed,
+        eval_negatives=args.eval_negatives,
+        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
     )
     config.validate()
     split = load_split_for(
@@ -131,17 +134,6 @@ def cmd_train(args, extra) -> int:
         f"{split.num_items} items, {len(split.train['user_id'])} training rows -> {out}"
     )
     result = train(config, split, out, verbose=args.verbose)
-    cfg_path = out / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["config"].update(
-        protocol=args.protocol,
-        split_seed=args.split_seed,
-        data_dir=args.data_dir,
-        eval_negatives=args.eval_negatives,
-    )
-    from tfrec.io import atomic_write_json
-
-    atomic_write_json(cfg_path, cfg)
     print(
         f"Test metrics ({result.metrics['epochs_run']} epochs, {result.seconds:.0f} s):"
     )
@@ -155,7 +147,12 @@ def cmd_evaluate(args) -> int:
 
     model, config = load_run(args.run)
     split = _split_for(config, args.data_dir)
-    metrics = evaluate_model(model, split, full_ranking=not args.no_full_ranking)
+    metrics = evaluate_model(
+        model,
+        split,
+        ks=tuple(config["config"].get("ks", (10,))),
+        full_ranking=not args.no_full_ranking,
+    )
     _print_metrics(metrics)
     return 0
 
@@ -188,7 +185,7 @@ def cmd_recommend(args) -> int:
     if args.run:
         from tfrec.training import load_run
 
-        model, config = load_run(args.run)
+        model, _ = load_run(args.run)
         score_fn = keras_scorer(model)
         vocab_dir = Path(args.run) / "vocab"
         source = f"run {args.run} (Keras)"
@@ -196,7 +193,6 @@ def cmd_recommend(args) -> int:
         from export.serving import ExportedModel
 
         exported = ExportedModel(args.artifact, runtime=args.runtime)
-        config = exported.manifest["model"].get("train")
         out = exported.manifest["outputs"][0]["name"]
         score_fn = feed_scorer(exported, out)
         vocab_dir = exported.path / "vocab"
@@ -212,13 +208,19 @@ def cmd_recommend(args) -> int:
     scores = score_fn(
         np.full(len(items), user, np.int64), np.arange(len(items), dtype=np.int64)
     )
-    seen = set()
-    if config is not None and not args.include_seen:
-        split = _split_for(config, args.data_dir)
-        indptr, indices = split.train_csr()
-        seen = set(indices[indptr[user] : indptr[user + 1]].tolist())
+    seen = []
+    if not args.include_seen:
+        seen_path = vocab_dir / "seen.npz"
+        if not seen_path.is_file():
+            raise FileNotFoundError(
+                f"{seen_path} is missing, so seen items cannot be excluded; "
+                "pass --include-seen or re-export the run."
+            )
+        with np.load(seen_path) as csr:
+            indptr, indices = csr["indptr"], csr["indices"]
+        seen = indices[indptr[user] : indptr[user + 1]]
         scores = scores.astype(np.float64)
-        scores[list(seen)] = -np.inf
+        scores[seen] = -np.inf
     top = np.argsort(-scores, kind="stable")[: args.k]
     print(
         f"Top-{args.k} for user {args.user} from {source}; {len(seen)} seen items excluded:"
@@ -286,7 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--user", required=True, help="raw user id, as in the data set")
     r.add_argument("--k", type=int, default=10)
     r.add_argument("--include-seen", action="store_true")
-    r.add_argument("--data-dir", default=None)
     return parser
 
 

@@ -93,18 +93,39 @@ def test_failed_parity_writes_no_version(neumf_model, tmp_path, monkeypatch):
     assert _visible(tmp_path / "m") == []
 
 
-def test_tolerance_is_enforced(neumf_model, tmp_path):
-    # A tolerance no float32 conversion can meet must fail the export.
+def test_tolerance_is_enforced(neumf_model, tmp_path, monkeypatch):
+    # Perturb what onnxruntime returns by 1e-3: beyond the 1e-5 tolerance, the
+    # export must fail; the same perturbation at 1e-7 must pass.
+    import onnxruntime as ort
+
+    real_run = ort.InferenceSession.run
+
+    def perturbed(delta):
+        def run(self, names, feed, *args, **kwargs):
+            return [
+                o + np.float32(delta)
+                for o in real_run(self, names, feed, *args, **kwargs)
+            ]
+
+        return run
+
+    monkeypatch.setattr(ort.InferenceSession, "run", perturbed(1e-3))
     with pytest.raises(ExportError, match="Parity check failed"):
-        export_model(
-            neumf_model,
-            "m",
-            base_dir=tmp_path,
-            example_inputs=_example,
-            atol=-1.0,
-            rtol=0.0,
-        )
+        export_model(neumf_model, "m", base_dir=tmp_path, example_inputs=_example)
     assert _visible(tmp_path / "m") == []
+    monkeypatch.setattr(ort.InferenceSession, "run", perturbed(1e-7))
+    path = export_model(neumf_model, "m", base_dir=tmp_path, example_inputs=_example)
+    assert load_manifest(path)["parity"]["onnx"]["max_abs_diff"] >= 5e-8
+    with pytest.raises(ExportError, match="Tolerances must be >= 0"):
+        export_model(
+            neumf_model, "m", base_dir=tmp_path, example_inputs=_example, atol=-1
+        )
+
+
+def test_parity_includes_an_out_of_vocabulary_batch(exported):
+    manifest = load_manifest(exported)
+    # Two sizes of valid inputs plus one batch of -1 / 10**12 ids.
+    assert manifest["parity"]["batches"] == 3
 
 
 def test_interrupted_export_leaves_nothing(neumf_model, tmp_path, monkeypatch):
@@ -118,12 +139,18 @@ def test_interrupted_export_leaves_nothing(neumf_model, tmp_path, monkeypatch):
 
 
 def test_stale_tmp_of_dead_process_is_cleaned(neumf_model, tmp_path):
-    stale = tmp_path / "m" / ".tmp-1-999999999-abc"
+    import os
+
+    stale = tmp_path / "m" / f".tmp-1-{artifact._HOST}-999999999-abc"
     stale.mkdir(parents=True)
     (stale / "saved_model.pb").write_bytes(b"half")
+    old = artifact.time.time() - 2 * artifact.STALE_SECONDS
+    os.utime(stale, (old, old))
+    fresh = tmp_path / "m" / ".tmp-1-otherhost-999999999-abc"  # another host's: kept
+    fresh.mkdir()
     path = export_model(neumf_model, "m", base_dir=tmp_path, example_inputs=_example)
     assert path.name == "1"
-    assert _visible(tmp_path / "m") == ["1"]
+    assert _visible(tmp_path / "m") == [fresh.name, "1"]
 
 
 def test_out_of_vocabulary_ids_agree_across_runtimes(exported, neumf_model):

@@ -54,7 +54,7 @@ class NegativeSampler:
                 f"[{items.min()}, {items.max()}]."
             )
         keys = np.unique(users * num_items + items)
-        counts = np.bincount(users, minlength=users.max() + 1)
+        counts = np.bincount(keys // num_items)  # distinct items per user
         full = np.flatnonzero(counts >= num_items)
         if num_negatives and len(full):
             raise ValueError(
@@ -105,7 +105,8 @@ class NegativeSampler:
 
 
 class SamplerEpochCallback(keras.callbacks.Callback):
-    """Tells a :class:`NegativeSampler` which epoch ``fit`` is starting."""
+    """Tells a :class:`NegativeSampler` (or :class:`RatingEpochs`) which epoch
+    ``fit`` is starting."""
 
     def __init__(self, sampler: NegativeSampler):
         super().__init__()
@@ -113,6 +114,56 @@ class SamplerEpochCallback(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.sampler.epoch = int(epoch)
+
+
+class RatingEpochs:
+    """(user, item, rating) rows in a fresh order each epoch, a function of
+    ``(seed, epoch)`` like :class:`NegativeSampler` (so resuming is exact)."""
+
+    def __init__(self, users, items, ratings, *, seed: int = 0, shuffle: bool = True):
+        self.users, self.items, self.ratings = users, items, ratings
+        self.seed, self.shuffle, self.epoch = int(seed), shuffle, 0
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def epoch_arrays(self, epoch: int):
+        if not self.shuffle:
+            return self.users, self.items, self.ratings
+        order = np.random.default_rng([self.seed, int(epoch)]).permutation(len(self))
+        return self.users[order], self.items[order], self.ratings[order]
+
+
+def _epoch_dataset(source, batch_size: int, output_name: str) -> tf.data.Dataset:
+    """Batches of ``source.epoch_arrays(source.epoch)``; each pass draws the next
+    epoch. One numpy call per pass builds the whole epoch (vectorised); batching
+    then runs in tf.data's C++ kernels rather than a Python generator per batch."""
+
+    def next_epoch():
+        epoch = source.epoch
+        source.epoch += 1
+        u, i, y = source.epoch_arrays(epoch)
+        return u.astype(np.int64), i.astype(np.int64), y.astype(np.float32)
+
+    def to_batches(users, items, labels):
+        users, items, labels = (
+            tf.ensure_shape(t, (None,)) for t in (users, items, labels)
+        )
+        return tf.data.Dataset.from_tensor_slices(
+            ({"user_id": users, "item_id": items}, {output_name: labels})
+        ).batch(batch_size)
+
+    ds = (
+        tf.data.Dataset.from_tensors(0)
+        .map(
+            lambda _: tf.numpy_function(
+                next_epoch, [], (tf.int64, tf.int64, tf.float32)
+            )
+        )
+        .flat_map(to_batches)
+    )
+    steps = -(-len(source) // batch_size)
+    return ds.apply(tf.data.experimental.assert_cardinality(steps))
 
 
 def _check_batch_size(batch_size):
@@ -141,32 +192,7 @@ def implicit_dataset(
     _check_batch_size(batch_size)
     sampler = NegativeSampler(users, items, num_items, num_negatives, seed=seed)
 
-    def next_epoch():
-        epoch = sampler.epoch
-        sampler.epoch += 1
-        return sampler.epoch_arrays(epoch)
-
-    def to_batches(users, items, labels):
-        users, items, labels = (
-            tf.ensure_shape(t, (None,)) for t in (users, items, labels)
-        )
-        return tf.data.Dataset.from_tensor_slices(
-            ({"user_id": users, "item_id": items}, {output_name: labels})
-        ).batch(batch_size)
-
-    # One numpy call per pass draws the whole epoch (vectorised); batching then runs
-    # in tf.data's C++ kernels rather than a Python generator per batch.
-    ds = (
-        tf.data.Dataset.from_tensors(0)
-        .map(
-            lambda _: tf.numpy_function(
-                next_epoch, [], (tf.int64, tf.int64, tf.float32)
-            )
-        )
-        .flat_map(to_batches)
-    )
-    steps = -(-len(sampler) // batch_size)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+    ds = _epoch_dataset(sampler, batch_size, output_name)
     return ds.prefetch(tf.data.AUTOTUNE), sampler
 
 
@@ -179,8 +205,11 @@ def explicit_dataset(
     seed: int = 0,
     shuffle: bool = True,
     output_name: str = "rating",
-) -> tf.data.Dataset:
-    """(user, item) -> rating examples, reshuffled every epoch, batched, prefetched."""
+) -> tuple[tf.data.Dataset, RatingEpochs]:
+    """(user, item) -> rating examples, reshuffled every epoch, batched, prefetched.
+
+    Returns the dataset and its epoch source; pass ``SamplerEpochCallback(source)``
+    to ``fit`` so a resumed run sees the same order as an uninterrupted one."""
     _check_batch_size(batch_size)
     users = np.asarray(users, np.int64)
     items = np.asarray(items, np.int64)
@@ -194,12 +223,9 @@ def explicit_dataset(
         raise ValueError("No ratings to train on: the training set is empty.")
     if not np.all(np.isfinite(ratings)):
         raise ValueError("`ratings` contain NaN or infinite values.")
-    ds = tf.data.Dataset.from_tensor_slices(
-        ({"user_id": users, "item_id": items}, {output_name: ratings})
-    )
-    if shuffle:
-        ds = ds.shuffle(len(users), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    source = RatingEpochs(users, items, ratings, seed=seed, shuffle=shuffle)
+    ds = _epoch_dataset(source, batch_size, output_name)
+    return ds.prefetch(tf.data.AUTOTUNE), source
 
 
 def eval_dataset(users, items, *, batch_size: int = 65536) -> tf.data.Dataset:

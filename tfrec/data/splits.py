@@ -110,15 +110,27 @@ class Split:
             training item indices, sorted ascending. Computed once and cached.
         """
         if self._csr is None:
-            keys = np.unique(
-                self.train["user_id"].astype(np.int64) * self.num_items
-                + self.train["item_id"].astype(np.int64)
-            )
-            users = keys // self.num_items
-            indptr = np.zeros(self.num_users + 1, dtype=np.int64)
-            np.cumsum(np.bincount(users, minlength=self.num_users), out=indptr[1:])
-            self._csr = (indptr, (keys % self.num_items).astype(np.int64))
+            self._csr = self.csr("train")
         return self._csr
+
+    def csr(self, *parts: str) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct items per user over the named parts (``"train"``, ``"valid"``,
+        ``"test"``), in the same CSR form as :meth:`train_csr`."""
+        chunks = [getattr(self, p) for p in parts if getattr(self, p) is not None]
+        keys = np.unique(
+            np.concatenate(
+                [
+                    c["user_id"].astype(np.int64) * self.num_items
+                    + c["item_id"].astype(np.int64)
+                    for c in chunks
+                ]
+                or [np.zeros(0, np.int64)]
+            )
+        )
+        users = keys // self.num_items
+        indptr = np.zeros(self.num_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(users, minlength=self.num_users), out=indptr[1:])
+        return indptr, (keys % self.num_items).astype(np.int64)
 
 
 def _part(user, item, rating) -> dict[str, np.ndarray]:

@@ -13,6 +13,8 @@ ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "elu", "linear")
 def check_hidden_units(
     hidden_units: Sequence[int], name: str = "hidden_units"
 ) -> tuple:
+    if isinstance(hidden_units, int) and not isinstance(hidden_units, bool):
+        hidden_units = (hidden_units,)  # `--hidden-units 64` on the command line
     units = tuple(hidden_units) if hidden_units is not None else ()
     if not units or not all(isinstance(u, int) and u > 0 for u in units):
         raise ValueError(

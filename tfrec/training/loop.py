@@ -60,6 +60,11 @@ class TrainConfig:
     eval_every: int = 1
     eval_test_each_epoch: bool = True
     full_ranking: bool = True
+    # How the split was made, so evaluate/recommend can rebuild it.
+    protocol: str = "leave_one_out"
+    split_seed: int = 0
+    eval_negatives: int = 99
+    data_dir: str | None = None
 
     def validate(self) -> None:
         model_info(self.model)  # unknown model -> ValueError with valid names
@@ -172,7 +177,10 @@ def ranking_protocols(
             part["user_id"], part["item_id"], negatives, ks=ks
         )
     if full or negatives is None:
-        indptr, indices = split.train_csr()
+        # Exclude every interaction known at evaluation time: training items, and
+        # for the test part also the validation item (it is a known positive).
+        known = ("train",) if which == "valid" else ("train", "valid")
+        indptr, indices = split.csr(*known)
         protocols["full"] = FullRanking(
             split.num_items,
             part["user_id"],
@@ -217,6 +225,14 @@ def write_vocab(split, run_dir: Path) -> dict[str, str]:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         os.replace(tmp, path)
         files[f"vocab/{kind}.tsv"] = str(path)
+    # Every known interaction per user (train, valid, test): what `recommend`
+    # excludes, so it needs no access to the data set.
+    indptr, indices = split.csr("train", "valid", "test")
+    seen = vocab / "seen.npz"
+    tmp = vocab / ".seen.tmp.npz"
+    np.savez_compressed(tmp, indptr=indptr, indices=indices)
+    os.replace(tmp, seen)
+    files["vocab/seen.npz"] = str(seen)
     return files
 
 
@@ -309,6 +325,20 @@ def train(
     config.validate()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = (run_dir / "backup").is_dir()
+    if resuming and (run_dir / "config.json").is_file():
+        before = json.loads((run_dir / "config.json").read_text())["config"]
+        now = json.loads(json.dumps(config.to_json(), default=list))
+        before.pop("model_kwargs", None)
+        now.pop("model_kwargs", None)
+        changed = sorted(k for k in now if before.get(k) != now[k])
+        if changed:
+            raise ValueError(
+                f"{run_dir} holds an unfinished run with other settings ({', '.join(changed)}"
+                "); resume it with the same settings or choose another --out."
+            )
+    elif (run_dir / "history.json").is_file():
+        (run_dir / "history.json").unlink()  # a fresh run: drop an old run's epochs
     keras.utils.set_random_seed(config.seed)
     started = time.time()
 
@@ -347,7 +377,7 @@ def train(
         loss = keras.losses.BinaryCrossentropy()
         callbacks = [SamplerEpochCallback(sampler)]
     else:
-        dataset = explicit_dataset(
+        dataset, source = explicit_dataset(
             split.train["user_id"],
             split.train["item_id"],
             split.train["rating"],
@@ -356,7 +386,7 @@ def train(
             output_name=out,
         )
         loss = keras.losses.MeanSquaredError()
-        callbacks = []
+        callbacks = [SamplerEpochCallback(source)]
 
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate),
@@ -368,7 +398,13 @@ def train(
         callbacks.append(
             EvaluationCallback(protocols, every=config.eval_every, output=out)
         )
-    if config.early_stopping_patience and "val_" in protocols:
+    if config.early_stopping_patience and "val_" not in protocols:
+        raise ValueError(
+            f"Early stopping needs a validation part, and this split ({split.name}, "
+            f"protocol {config.protocol!r}) has none. Drop --early-stopping or use a "
+            "split with validation (leave_one_out on a timestamped data set)."
+        )
+    if config.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor=config.monitor,
