@@ -47,7 +47,8 @@ bench: install
 	$(BIN)/python scripts/bench.py
 
 reproduce-ncf: install
-	$(BIN)/python scripts/reproduce_ncf.py --seeds $(SEEDS)
+	$(BIN)/python scripts/reproduce_ncf.py --seeds $(SEEDS) --epochs 10 --finetune-epochs 5
+	$(BIN)/python scripts/reproduce_ncf.py --only mf --seeds $(SEEDS) --mf-epochs 6 --mf-negatives 4 --append
 
 lint: install
 	$(BIN)/ruff check tfrec export tests scripts
