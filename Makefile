@@ -47,7 +47,7 @@ bench: install
 	$(BIN)/python scripts/bench.py
 
 reproduce-ncf: install
-	$(BIN)/python scripts/reproduce_ncf.py --seeds $(SEEDS) --epochs 10 --finetune-epochs 5
+	$(BIN)/python scripts/reproduce_ncf.py --only gmf ncf_mlp neumf neumf_pretrained --seeds $(SEEDS) --epochs 10 --finetune-epochs 5
 	$(BIN)/python scripts/reproduce_ncf.py --only mf --seeds $(SEEDS) --mf-epochs 6 --mf-negatives 4 --append
 
 lint: install
