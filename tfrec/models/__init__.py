@@ -3,4 +3,5 @@
 from tfrec.models import (
     hybrid,  # noqa: F401
     ncf,  # noqa: F401
+    vbpr,  # noqa: F401
 )
