@@ -66,6 +66,7 @@ __all__ = [
     "evaluate_cold",
     "evaluate_warm",
     "load_cold_split",
+    "load_split_features",
     "popularity_scores",
     "synthetic_content",
     "warm_ranking",
@@ -357,6 +358,30 @@ def load_cold_split(
 ) -> ColdStartSplit:
     """Loads a catalogue data set and applies `cold_item_split` (``**kw``)."""
     return cold_item_split(load_interactions(name, data_dir, download=download), **kw)
+
+
+def load_split_features(
+    split: ColdStartSplit, path: str | os.PathLike, *, shape: tuple[int, ...] | None
+) -> np.ndarray:
+    """Per-item content from a feature file, one row per item index of `split`.
+
+    A thin wrapper of `tfrec.data.content.load_item_features` with
+    ``item_ids=split.item_ids``: row k holds the features of item index k
+    (warm and cold). A file missing any item of the split, a per-item shape
+    other than `shape`, or a NaN/inf value raises `DataError`.
+
+    Args:
+        split: the cold-start split.
+        path: ``.npz``, ``.npy`` or Parquet feature file.
+        shape: expected per-item shape, e.g. ``(feature_dim,)`` for VBPR or
+            ``(frames, bands)`` for the content CNN (None: no check).
+
+    Returns:
+        float32 ``[num_items, *shape]``.
+    """
+    from tfrec.data.content import load_item_features
+
+    return load_item_features(path, split.item_ids, shape=shape)
 
 
 def warm_ranking(
