@@ -515,6 +515,7 @@ def train_content_cnn(
         validation_data=dataset(val, False) if n_val else None,
         epochs=epochs,
         verbose=verbose,
+        shuffle=False,  # the dataset reshuffles itself each epoch
         callbacks=callbacks,
     )
 
