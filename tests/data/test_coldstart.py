@@ -72,26 +72,30 @@ def test_determinism_and_seed_changes_split():
 
 
 def test_latest_holds_out_latest_and_duplicates_collapse():
-    # user 1: items 10(t1) 11(t2) 12(t3) 13(t4) 13(t0, duplicate) ; item 99 by user 2
+    # user 1 sees 10, 11, 12, 13 in this order (13 twice: also at t0);
+    # user 2 sees them in the reverse order; user 3 only sees 14.
     inter = Interactions(
         name="toy",
-        user=np.array([1, 1, 1, 1, 1, 2, 2, 2]),
-        item=np.array([10, 11, 12, 13, 13, 10, 11, 99]),
-        rating=np.ones(8, np.float32),
-        timestamp=np.array([1, 2, 3, 4, 0, 5, 6, 7]),
+        user=np.array([1, 1, 1, 1, 1, 2, 2, 2, 2, 3]),
+        item=np.array([10, 11, 12, 13, 13, 13, 12, 11, 10, 14]),
+        rating=np.ones(10, np.float32),
+        timestamp=np.array([1, 2, 3, 4, 0, 5, 6, 7, 8, 9]),
     )
-    s = cold_item_split(
-        inter, cold_fraction=0.2, test_fraction=0.25, seed=0, warm_test="latest"
-    )
-    assert s.num_items == 5 and s.num_cold_items == 1
-    n_pairs = sum(p["user_id"].size for p in (s.train, s.warm_test, s.cold_test))
-    assert n_pairs == 7  # the repeated (1, 13) counts once
-    u1 = s.encode_users([1])[0]
-    held = s.warm_test["item_id"][s.warm_test["user_id"] == u1]
-    warm_raw = [i for i in (10, 11, 12, 13) if not s.is_cold(s.encode_items([i]))[0]]
-    # user 1's latest warm item is the one held out (if it keeps a train pair).
-    if held.size:
-        assert s.item_ids[held].tolist() == [max(warm_raw)]
+    for seed in range(5):
+        s = cold_item_split(
+            inter, cold_fraction=0.2, test_fraction=0.25, seed=seed, warm_test="latest"
+        )
+        assert s.num_items == 5 and s.num_cold_items == 1
+        n_pairs = sum(p["user_id"].size for p in (s.train, s.warm_test, s.cold_test))
+        assert n_pairs == 9  # the repeated (1, 13) counts once
+        cold_raw = int(s.item_ids[-1])
+        for user, order in ((1, [10, 11, 12, 13]), (2, [13, 12, 11, 10])):
+            warm_seq = [i for i in order if i != cold_raw]
+            u = s.encode_users([user])[0]
+            held = s.item_ids[s.warm_test["item_id"][s.warm_test["user_id"] == u]]
+            assert held.tolist() == [warm_seq[-1]], (seed, user)
+        u3 = s.encode_users([3])[0]
+        assert u3 not in s.warm_test["user_id"]  # a single interaction stays in train
 
 
 def test_errors():

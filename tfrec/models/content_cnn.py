@@ -260,18 +260,6 @@ def content_cnn(
     return keras.Model({"content": content}, {"item_factors": out}, name=name)
 
 
-@keras.saving.register_keras_serializable(package="tfrec")
-class _RowDot(keras.layers.Layer):
-    """Row-wise dot product of two ``[batch, d]`` tensors -> ``[batch]``."""
-
-    def call(self, inputs):
-        a, b = inputs
-        return ops.sum(a * b, axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0][:-1])
-
-
 @register_model(
     task="ranking",
     example_inputs=_cnn_example_inputs,
@@ -332,7 +320,8 @@ def content_cnn_ranker(
         name="user_factors",
     )(user_id)
     y_i = tower({"content": content})["item_factors"]
-    score = _RowDot(name="score")([x_u, y_i])
+    dot = keras.layers.Dot(axes=1, name="user_item_dot")([x_u, y_i])
+    score = keras.layers.Reshape((), name="score")(dot)
     return keras.Model(
         {"user_id": user_id, "content": content},
         {"score": score},
