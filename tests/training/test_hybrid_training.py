@@ -234,3 +234,36 @@ def test_copy_weights_needs_a_matching_layer(split, content, baselines):
         H.copy_weights(cbf, other)
     copied = H.copy_weights(cf, H.build_weighted(cf, cbf, split, content))
     assert {"mf_item_embedding", "mf_item_bias", "global_bias"} <= set(copied)
+
+
+def test_joint_trainer_loss_matches_joint_loss_in_numpy(split, content):
+    from tfrec.models.hybrid import hybrid_joint
+
+    model = hybrid_joint(split.num_users, split.num_warm_items, D, embedding_dim=3)
+    rng = np.random.default_rng(2)
+    for w in model.trainable_weights:
+        w.assign(rng.normal(0, 0.3, w.shape).astype(np.float32))
+    decoder = keras.layers.Dense(D, name="content_decoder")
+    decoder.build((None, 4))
+    trainer = H.HybridTrainer(
+        model, H._reconstruction_fn(model, decoder, 0.7), [decoder]
+    )
+    trainer.compile(loss={"score": keras.losses.BinaryCrossentropy()})
+    items = np.array([0, 3, 5, 7, 2], np.int64)
+    x = {
+        "user_id": np.array([0, 1, 2, 3, 4], np.int64),
+        "item_id": items,
+        "item_content": content[items],
+    }
+    y = np.array([1, 0, 0, 1, 1], np.float32)
+    p = np.asarray(model(x)["score"])
+    k, b = model.get_layer("content_encoder").get_weights()
+    v = content[items] @ k + b + model.get_layer("item_offset").get_weights()[0][items]
+    dk, db = decoder.get_weights()
+    log_loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    want = log_loss + 0.7 * np.mean((v @ dk + db - content[items]) ** 2)
+    got = trainer.compute_loss(x=x, y={"score": y}, y_pred={"score": tf.constant(p)})
+    np.testing.assert_allclose(float(got), want, rtol=1e-5)
+    assert {w.path for w in decoder.weights} <= {
+        w.path for w in trainer.trainable_weights
+    }
