@@ -337,7 +337,8 @@ def markdown(payload: dict) -> str:
         + ", ".join(f"{r['wmf_factor_variance']:.5f}" for r in payload["records"])
         + f"; serving ranker vs numpy scores max |diff| "
         f"{max(r['ranker_max_abs_diff'] for r in payload['records']):.2e}.",
-        f"- CPU seconds per seed (seed {seeds[0]}, {SETTINGS['threads']} threads): "
+        f"- Wall-clock seconds per seed on a shared, loaded 2-core machine (seed "
+        f"{seeds[0]}, threads {SETTINGS['threads']}): "
         + ", ".join(f"{k} {v}" for k, v in secs.items())
         + ".",
         "- Settings: see `settings` in content.json and the script docstring.",
