@@ -127,6 +127,11 @@ def test_protocols_perfect_and_popularity():
         return truth[u, i]
 
     warm = evaluate_warm(s, oracle, ks=(5,))
+    # Training items are excluded from the warm ranking: scoring them highest
+    # changes nothing.
+    seen = np.zeros((s.num_users, s.num_items))
+    seen[s.train["user_id"], s.train["item_id"]] = 10.0
+    assert evaluate_warm(s, lambda u, i: truth[u, i] + seen[u, i], ks=(5,)) == warm
     cold = evaluate_cold(s, oracle, ks=(5,))
     assert warm["ndcg@5"] == pytest.approx(1.0) and cold["ndcg@5"] == pytest.approx(1.0)
     # Constant scores lose every tie: all metrics 0 at k smaller than the pool.

@@ -42,6 +42,12 @@ Both take a ``score_fn(user_idx, item_idx) -> scores`` over the global indices
 above and return ``recall@k``, ``ndcg@k``, ``hr@k`` (plus ``mrr@k`` and
 ``precision@k``) for each cut-off.
 
+Also here: `load_split_features` (a feature file aligned to the split's item
+indices, validated by `tfrec.data.content.load_item_features`),
+`popularity_scores`, and `synthetic_content` (interactions driven by hidden
+item content, with that content observed as a vector and as a 2-D
+"spectrogram", for tests of content models).
+
 Example:
     >>> inter = load_interactions("movielens-100k")
     >>> split = cold_item_split(inter, cold_fraction=0.2, test_fraction=0.2, seed=0)
