@@ -47,6 +47,26 @@ ROWS = [  # (key, label, combination)
     ("mapping_mlp", "Mapping, MLP (64)", "mapping"),
 ]
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+FINDINGS = """## Reading the table (written for the reported run: 3 seeds, 10 epochs)
+
+- **Cold items**: every hybrid scores them (pure CF cannot: 0). Weighting and
+  switching rank cold items exactly like pure CBF (the CF part is the same for
+  every cold item of a user, a monotone shift), so their cold columns equal
+  CBF's by construction. Initializing and joint training are level with pure
+  CBF within the seed spread; mapping (linear, and more so the MLP fitted to
+  1,346 items) is below it. Regularizing is the only combination above CBF in
+  every seed: lambda = 0.1 by +0.0125 ± 0.0028 Recall@10 (paired).
+- **Warm items**: pure CF is hard to beat. Weighting loses warm accuracy (CBF
+  is far weaker on warm items; the learned w still leaves 1/3 to CBF). Switching
+  equals CF on warm items because only about 3 % of warm-test pairs fall on
+  items below the threshold. Mapping keeps CF's warm scores by construction.
+  Initializing is level with CF; joint training is slightly below. Only
+  regularizing with lambda = 0.01 improves on CF (+0.0053 ± 0.0009 paired).
+- **Trade-off**: the larger regularization weight (0.1) helps cold items and
+  hurts warm ones; 0.01 is above both baselines (cold gain within the spread).
+  Hyperparameters (lambda, threshold, epochs) were set from one pilot run on
+  seed 0 without a validation split; both lambdas are reported for that
+  reason."""
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -216,8 +236,13 @@ def run_seed(seed: int, args) -> dict:
             seed=seed,
         ),
     )
-    share = float(np.mean(H.item_counts(split) < 10))
-    results["switching"]["warm_items_below_threshold"] = share
+    counts_warm = H.item_counts(split)
+    results["switching"]["warm_items_below_threshold"] = float(
+        np.mean(counts_warm < 10)
+    )
+    results["switching"]["warm_test_pairs_below_threshold"] = float(
+        np.mean(counts_warm[split.warm_test["item_id"]] < 10)
+    )
 
     if args.export_parity and seed == args.seeds[0]:
         parity = {}
@@ -264,6 +289,14 @@ def markdown(table, per_seed, settings) -> str:
         s = table[key][col]
         return f"{s['mean']:.4f} ± {s['std']:.4f}"
 
+    def delta(key, part, ref):
+        d = [
+            s[key][part]["recall@10"] - s[ref][part]["recall@10"]
+            for s in per_seed.values()
+        ]
+        sd = statistics.stdev(d) if len(d) > 1 else 0.0
+        return f"{statistics.fmean(d):+.4f} ± {sd:.4f}"
+
     seeds = ", ".join(str(s) for s in settings["seeds"])
     lines = [
         "# CF + content hybrids on ML-100K (warm and cold items)",
@@ -274,24 +307,37 @@ def markdown(table, per_seed, settings) -> str:
         "model saw in training. Pure CF scores every cold item alike (zero "
         "embeddings), so its cold numbers are the pessimistic-tie floor (0).",
         "",
+        "The two Δ columns are paired per seed (same split): warm Recall@10 minus "
+        "pure CF's, cold Recall@10 minus pure CBF's.",
+        "",
         "| model | combination | warm Recall@10 | warm NDCG@10 | cold Recall@10 "
-        "| cold NDCG@10 | train s |",
-        "|---|---|---|---|---|---|---|",
+        "| cold NDCG@10 | Δ warm R@10 vs CF | Δ cold R@10 vs CBF | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, label, kind in ROWS:
         lines.append(
             f"| {label} | {kind} | {cell(key, 'warm_recall@10')} | "
             f"{cell(key, 'warm_ndcg@10')} | {cell(key, 'cold_recall@10')} | "
-            f"{cell(key, 'cold_ndcg@10')} | "
+            f"{cell(key, 'cold_ndcg@10')} | {delta(key, 'warm', 'cf')} | "
+            f"{delta(key, 'cold', 'cbf')} | "
             f"{table[key]['train_seconds']['mean']:.0f} |"
         )
     ws = [s["weighted_learned"]["w"] for s in per_seed.values()]
-    below = [s["switching"]["warm_items_below_threshold"] for s in per_seed.values()]
+    sw = [s["switching"] for s in per_seed.values()]
+    below = ", ".join(f"{x['warm_items_below_threshold']:.3f}" for x in sw)
+    pairs = ", ".join(
+        f"{x['warm_test_pairs_below_threshold']:.3f}"
+        for x in sw
+        if "warm_test_pairs_below_threshold" in x
+    )
     lines += [
         "",
         f"Learned weight w (CF share) per seed: {', '.join(f'{w:.3f}' for w in ws)}. "
         f"Share of warm items below the switching threshold (10 training "
-        f"interactions): {', '.join(f'{b:.3f}' for b in below)}.",
+        f"interactions): {below}; share of warm-test pairs on those items: "
+        f"{pairs or 'n/a'}.",
+        "",
+        FINDINGS,
         "",
         "## Settings",
         "",
@@ -347,6 +393,11 @@ def main(argv=None) -> int:
         "--no-export-parity", dest="export_parity", action="store_false"
     )
     parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite the .md from the existing .json (no training)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="1 seed, 2 epochs: a smoke run (not for the report)",
@@ -358,6 +409,16 @@ def main(argv=None) -> int:
         base = os.environ.get("TFREC_DATA_DIR", str(ROOT.parent / "shared" / "data"))
         candidate = Path(base) / "movielens-100k"
         args.data_dir = str(candidate if candidate.is_dir() else base)
+
+    out = Path(args.out)
+    if args.render_only:
+        import json
+
+        payload = json.loads(out.with_suffix(".json").read_text())
+        text = markdown(payload["table"], payload["per_seed"], payload["settings"])
+        _atomic_write_text(out.with_suffix(".md"), text)
+        print(f"wrote {out.with_suffix('.md')}")
+        return 0
 
     import tensorflow as tf
 
@@ -393,7 +454,6 @@ def main(argv=None) -> int:
         "per_seed": per_seed,
         "wall_seconds": round(time.time() - started, 1),
     }
-    out = Path(args.out)
     atomic_write_json(out.with_suffix(".json"), payload)
     _atomic_write_text(out.with_suffix(".md"), markdown(table, per_seed, settings))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
