@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import dataclasses
 import difflib
 import gzip
 import hashlib
@@ -357,6 +358,7 @@ def dataset_dir(
     data_dir: str | os.PathLike | None = None,
     *,
     download: bool = True,
+    required: tuple[str, ...] | None = None,
 ) -> pathlib.Path:
     """Returns the local folder holding the files of data set `name`.
 
@@ -370,6 +372,8 @@ def dataset_dir(
         name: Catalogue name, one of `list_datasets()`.
         data_dir: Folder to use instead of searching.
         download: Whether a download may be attempted.
+        required: Files to require instead of the catalogue's (e.g. only the
+            content files ``u.item``/``movies.dat`` for item features).
 
     Returns:
         The folder that directly holds the required files.
@@ -380,6 +384,8 @@ def dataset_dir(
             download fails its checksum.
     """
     spec = _check_name(name)
+    if required is not None:
+        spec = dataclasses.replace(spec, required=tuple(required))
     if data_dir is not None:
         folder = pathlib.Path(data_dir).expanduser()
         if not folder.is_dir():
