@@ -15,16 +15,30 @@ Sources:
 
 from __future__ import annotations
 
+import io
 import os
+import pathlib
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from tfrec.data.datasets import DataError, load_interactions
 
 __all__ = [
+    "DIGINETICA_SETTINGS",
+    "SessionSplit",
     "Sessions",
+    "YOOCHOOSE_SETTINGS",
+    "gru4rec_preprocess",
+    "load_diginetica",
+    "load_yoochoose",
+    "read_diginetica_views",
+    "read_gru4rec_tsv",
+    "read_yoochoose_clicks",
     "user_histories",
+    "write_gru4rec_tsv",
 ]
 
 
@@ -289,7 +303,9 @@ def user_histories(
         `Sessions` whose `session_ids` are the raw user ids.
     """
     if int(min_length) < 1:
-        raise ValueError(f"`min_length` must be >= 1. Received: min_length={min_length}")
+        raise ValueError(
+            f"`min_length` must be >= 1. Received: min_length={min_length}"
+        )
     inter = load_interactions(name, data_dir, download=download)
     if inter.timestamp is None:
         raise DataError(
@@ -306,3 +322,581 @@ def user_histories(
         name=name,
         item_names=inter.item_names,
     )
+
+
+# ======================================================================= splits
+@dataclass(kw_only=True)
+class SessionSplit:
+    """A time-based train/test split of sessions sharing one item vocabulary.
+
+    Args:
+        name: Data set name.
+        train: Training sessions (their items define the vocabulary).
+        test: Test sessions, indexed with the training vocabulary.
+        settings: How the split was made (filters, test span, source files).
+        stats: Counts of what each filter removed.
+    """
+
+    name: str
+    train: Sessions
+    test: Sessions
+    settings: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def num_items(self) -> int:
+        return self.train.num_items
+
+
+# ======================================================================= parsing
+_INT = "int"
+_FLOAT = "float"
+_STR = "str"
+
+
+def _first_bad_line(path, text: str, sep: str, columns, header: bool) -> str | None:
+    """Returns a description of the first malformed line, or None."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    for lineno, raw in enumerate(lines, start=1):
+        if header and lineno == 1:
+            continue
+        line = raw.rstrip("\r")
+        fields = line.split(sep)
+        if len(fields) != len(columns):
+            return (
+                f"{path}: line {lineno}: expected {len(columns)} {sep!r}-separated "
+                f"fields ({', '.join(c for c, _ in columns)}), got {len(fields)}: "
+                f"{line!r}"
+            )
+        for (cname, kind), token in zip(columns, fields, strict=True):
+            token = token.strip()
+            if kind == _STR:
+                continue
+            if not token:
+                return f"{path}: line {lineno}: empty {cname} field: {line!r}"
+            try:
+                value = int(token) if kind == _INT else float(token)
+            except ValueError:
+                what = "an integer" if kind == _INT else "a number"
+                return (
+                    f"{path}: line {lineno}: {cname} must be {what}, got {token!r}: "
+                    f"{line!r}"
+                )
+            if kind == _FLOAT and not np.isfinite(value):
+                return (
+                    f"{path}: line {lineno}: {cname} must be a finite number, got "
+                    f"{token!r}: {line!r}"
+                )
+    return None
+
+
+def _read_table(
+    path, sep: str, columns, *, header: tuple[str, ...] | None
+) -> pd.DataFrame:
+    """Reads a delimited file strictly into a DataFrame with the given columns.
+
+    Args:
+        path: The file.
+        sep: One-character separator.
+        columns: ``[(name, "int" | "float" | "str"), ...]`` in file order.
+        header: The expected header names, or None when the file has no header.
+
+    Raises:
+        DataError: missing or empty file, wrong header, malformed line (named by
+            its 1-based line number).
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    text = data.decode("utf-8", errors="replace")
+    body = text.strip()
+    if not body:
+        raise DataError(f"{path}: the file is empty")
+    if header is not None:
+        first = body.split("\n", 1)[0].rstrip("\r").strip()
+        got = [h.strip() for h in first.split(sep)]
+        if got != list(header):
+            raise DataError(
+                f"{path}: line 1: expected the header {sep.join(header)!r}, got "
+                f"{first!r}"
+            )
+        if "\n" not in body:
+            raise DataError(f"{path}: no events (only the header)")
+    dtypes = {
+        name: (np.int64 if kind == _INT else np.float64 if kind == _FLOAT else str)
+        for name, kind in columns
+    }
+    df = None
+    try:
+        df = pd.read_csv(
+            io.StringIO(text),
+            sep=sep,
+            header=0 if header is not None else None,
+            names=[c for c, _ in columns],
+            dtype=dtypes,
+            engine="c",
+            skip_blank_lines=True,
+            keep_default_na=False,
+            na_values={c: [""] for c, k in columns if k != _STR},
+        )
+    except (ValueError, pd.errors.ParserError, OverflowError):
+        df = None
+    bad = None
+    if (
+        df is None
+        or any(df[c].isna().any() for c, k in columns if k != _STR)
+        or any(
+            not np.isfinite(df[c].to_numpy()).all() for c, k in columns if k == _FLOAT
+        )
+    ):
+        bad = _first_bad_line(path, text, sep, columns, header is not None)
+        raise DataError(
+            bad
+            or f"{path}: could not parse as {sep!r}-separated "
+            f"{', '.join(c for c, _ in columns)}"
+        )
+    # pandas silently accepts short lines when the last columns are strings.
+    bad = None
+    if len(df) and (df.shape[1] != len(columns)):
+        bad = _first_bad_line(path, text, sep, columns, header is not None)
+    if bad:
+        raise DataError(bad)
+    return df
+
+
+_GRU4REC_COLUMNS = (("SessionId", _INT), ("ItemId", _INT), ("Time", _FLOAT))
+
+
+def read_gru4rec_tsv(path) -> pd.DataFrame:
+    """Reads a GRU4Rec-format file: header ``SessionId\\tItemId\\tTime``.
+
+    Returns:
+        A DataFrame with int64 ``SessionId``, ``ItemId`` and float64 ``Time``
+        in file order (unsorted input is accepted; `Sessions.from_events`
+        orders it).
+    """
+    df = _read_table(
+        path, "\t", _GRU4REC_COLUMNS, header=("SessionId", "ItemId", "Time")
+    )
+    _check_field_counts(path, "\t", 3, header=True)
+    return df
+
+
+def _check_field_counts(path, sep: str, n: int, *, header: bool) -> None:
+    """Rejects lines with more or fewer fields than `n` (pandas may pad them)."""
+    text = pathlib.Path(path).read_bytes().decode("utf-8", errors="replace")
+    counts = np.array([line.count(sep) for line in text.splitlines() if line.strip()])
+    wrong = np.flatnonzero(counts != n - 1)
+    if wrong.size:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        k = int(wrong[0])
+        # 1-based line number in the file (blank lines are not expected inside).
+        raise DataError(
+            f"{path}: line {k + 1}: expected {n} {sep!r}-separated fields, got "
+            f"{counts[k] + 1}: {lines[k]!r}"
+        )
+
+
+def read_yoochoose_clicks(path) -> pd.DataFrame:
+    """Reads the raw RecSys Challenge 2015 ``yoochoose-clicks.dat``.
+
+    Lines are ``SessionId,Timestamp,ItemId,Category`` without a header; the
+    timestamp is ISO 8601 (``2014-04-07T10:51:09.277Z``) and read as UTC (the
+    official preprocessing reads it as local time; only differences of times
+    matter). The category column is ignored.
+
+    Returns:
+        A DataFrame with ``SessionId``, ``ItemId``, ``Time`` (unix seconds).
+    """
+    cols = (
+        ("SessionId", _INT),
+        ("Timestamp", _STR),
+        ("ItemId", _INT),
+        ("Category", _STR),
+    )
+    df = _read_table(path, ",", cols, header=None)
+    _check_field_counts(path, ",", 4, header=False)
+    stamps = pd.to_datetime(
+        df["Timestamp"], format="%Y-%m-%dT%H:%M:%S.%fZ", utc=True, errors="coerce"
+    )
+    if stamps.isna().any():
+        k = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raise DataError(
+            f"{path}: line {k + 1}: Timestamp must look like "
+            f"'2014-04-07T10:51:09.277Z', got {df['Timestamp'].iloc[k]!r}"
+        )
+    time = (stamps - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
+    return pd.DataFrame(
+        {"SessionId": df["SessionId"], "ItemId": df["ItemId"], "Time": time}
+    )
+
+
+def read_diginetica_views(path) -> pd.DataFrame:
+    """Reads DIGINETICA ``train-item-views.csv`` (``;``-separated, with header).
+
+    The time of a click is its ``eventdate`` (UTC midnight) plus ``timeframe``
+    milliseconds, so the clicks of a session are ordered by date, then
+    timeframe, as SR-GNN's preprocessing orders them.
+
+    Returns:
+        A DataFrame with ``SessionId``, ``ItemId``, ``Time`` (unix seconds).
+    """
+    cols = (
+        ("session_id", _INT),
+        ("user_id", _STR),
+        ("item_id", _INT),
+        ("timeframe", _INT),
+        ("eventdate", _STR),
+    )
+    df = _read_table(path, ";", cols, header=tuple(c for c, _ in cols))
+    _check_field_counts(path, ";", 5, header=True)
+    dates = pd.to_datetime(
+        df["eventdate"], format="%Y-%m-%d", utc=True, errors="coerce"
+    )
+    if dates.isna().any():
+        k = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise DataError(
+            f"{path}: line {k + 2}: eventdate must look like '2016-05-09', got "
+            f"{df['eventdate'].iloc[k]!r}"
+        )
+    day = (dates - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
+    return pd.DataFrame(
+        {
+            "SessionId": df["session_id"],
+            "ItemId": df["item_id"],
+            "Time": day + df["timeframe"].to_numpy(dtype=np.float64) / 1000.0,
+        }
+    )
+
+
+# ================================================================= preprocessing
+def _filter_min_session_length(df: pd.DataFrame, min_length: int) -> pd.DataFrame:
+    sizes = df.groupby("SessionId").size()
+    return df[df["SessionId"].isin(sizes.index[sizes >= min_length])]
+
+
+def _filter_min_item_support(df: pd.DataFrame, min_support: int) -> pd.DataFrame:
+    sizes = df.groupby("ItemId").size()
+    return df[df["ItemId"].isin(sizes.index[sizes >= min_support])]
+
+
+def gru4rec_preprocess(
+    events: pd.DataFrame,
+    *,
+    min_item_support: int = 5,
+    min_session_length: int = 2,
+    test_days: float = 1.0,
+    name: str = "",
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """GRU4Rec's preprocessing of a click log into a time-based train/test split.
+
+    The steps of the official ``examples/rsc15/preprocess.py``, in its order and
+    applied once (not iterated to a fixed point): drop sessions of length 1,
+    drop items with fewer than `min_item_support` clicks, drop sessions shorter
+    than `min_session_length`; sessions whose last click falls in the final
+    `test_days` days (``>= tmax - test_days * 86400``) form the test set; test
+    clicks on items absent from train are dropped, then test sessions shorter
+    than 2.
+
+    Args:
+        events: ``SessionId``, ``ItemId``, ``Time`` (seconds) columns.
+        min_item_support: Minimum clicks of an item.
+        min_session_length: Minimum clicks of a session after the item filter.
+        test_days: Length of the test period in days.
+        name: Data set name for messages.
+
+    Returns:
+        ``(train, test, stats)``; stats counts what each step kept.
+
+    Raises:
+        DataError: nothing is left for train or test.
+    """
+    stats = {
+        "events_in": int(len(events)),
+        "sessions_in": int(events.SessionId.nunique()),
+    }
+    df = _filter_min_session_length(events, 2)
+    df = _filter_min_item_support(df, min_item_support)
+    df = _filter_min_session_length(df, min_session_length)
+    if df.empty:
+        raise DataError(
+            f"{name or 'sessions'}: no session is left after the filters "
+            f"(min_item_support={min_item_support}, "
+            f"min_session_length={min_session_length})"
+        )
+    tmax = float(df["Time"].max())
+    session_max = df.groupby("SessionId")["Time"].max()
+    cut = tmax - 86400.0 * float(test_days)
+    train = df[df["SessionId"].isin(session_max.index[session_max < cut])]
+    test = df[df["SessionId"].isin(session_max.index[session_max >= cut])]
+    n_test_events = len(test)
+    test = test[test["ItemId"].isin(train["ItemId"].unique())]
+    dropped_unknown = n_test_events - len(test)
+    test = _filter_min_session_length(test, 2)
+    if train.empty or test.empty:
+        raise DataError(
+            f"{name or 'sessions'}: the split at {test_days} test day(s) leaves "
+            f"{len(train)} train and {len(test)} test events; choose another "
+            "test_days or looser filters"
+        )
+    stats.update(
+        events_after_filters=int(len(df)),
+        train_events=int(len(train)),
+        train_sessions=int(train.SessionId.nunique()),
+        train_items=int(train.ItemId.nunique()),
+        test_events=int(len(test)),
+        test_sessions=int(test.SessionId.nunique()),
+        test_items=int(test.ItemId.nunique()),
+        test_events_dropped_unknown_item=int(dropped_unknown),
+        split_time=cut,
+    )
+    return train, test, stats
+
+
+def _to_split(
+    name: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    settings: dict,
+    stats: dict | None = None,
+) -> SessionSplit:
+    """Indexes train and test with the train vocabulary.
+
+    Test clicks on unknown items are dropped (as the official evaluation does)
+    and test sessions left with fewer than 2 clicks removed; train sessions of
+    length 1 are dropped (they hold no next-click pair). Both are counted in
+    `stats`.
+    """
+    stats = dict(stats or {})
+    n_train = len(train)
+    train = _filter_min_session_length(train, 2)
+    stats["train_events_dropped_short_session"] = n_train - len(train)
+    if train.empty:
+        raise DataError(f"{name}: the training data has no session with 2+ clicks")
+    tr = Sessions.from_events(
+        train["SessionId"].to_numpy(),
+        train["ItemId"].to_numpy(),
+        train["Time"].to_numpy(),
+        name=name,
+    )
+    known = test["ItemId"].isin(tr.item_vocab)
+    stats["test_events_dropped_unknown_item"] = stats.get(
+        "test_events_dropped_unknown_item", 0
+    ) + int((~known).sum())
+    n_before = int(known.sum())
+    test = _filter_min_session_length(test[known], 2)
+    stats["test_events_dropped_short_session"] = n_before - len(test)
+    if test.empty:
+        raise DataError(
+            f"{name}: no test session with 2+ clicks on training items is left"
+        )
+    te = Sessions.from_events(
+        test["SessionId"].to_numpy(),
+        test["ItemId"].to_numpy(),
+        test["Time"].to_numpy(),
+        name=name,
+        item_vocab=tr.item_vocab,
+    )
+    stats.update(
+        train_events=tr.num_events,
+        train_sessions=tr.num_sessions,
+        num_items=tr.num_items,
+        test_events=te.num_events,
+        test_sessions=te.num_sessions,
+    )
+    return SessionSplit(name=name, train=tr, test=te, settings=settings, stats=stats)
+
+
+# ======================================================================= loaders
+YOOCHOOSE_RAW = "yoochoose-clicks.dat"
+YOOCHOOSE_SAMPLE_PREFIX = "yoochoose-clicks-100k"
+DIGINETICA_SAMPLE = "sample_train-item-views.csv"
+DIGINETICA_RAW = "train-item-views.csv"
+# Preprocessing choices for the DIGINETICA sample (12,391 clicks, 7,139 items):
+# GRU4Rec's min. item support of 5 would keep 369 items, so it is lowered to 2;
+# the test period is the last 14 days (SR-GNN uses 7 on the full file; on the
+# sample 7 days leave only 286 next-click predictions, 14 days leave 371).
+DIGINETICA_SETTINGS = {"min_item_support": 2, "min_session_length": 2, "test_days": 14}
+YOOCHOOSE_SETTINGS = {"min_item_support": 5, "min_session_length": 2, "test_days": 1}
+
+
+def _raw_folder(name: str, filename: str) -> pathlib.Path | None:
+    """``$TFREC_DATA_DIR/<name>`` or ``$TFREC_CACHE_DIR/<name>`` holding `filename`."""
+    roots = []
+    if os.environ.get("TFREC_DATA_DIR"):
+        roots.append(pathlib.Path(os.environ["TFREC_DATA_DIR"]).expanduser())
+    roots.append(
+        pathlib.Path(
+            os.environ.get("TFREC_CACHE_DIR") or os.path.join("~", ".cache", "tfrec")
+        ).expanduser()
+    )
+    for root in roots:
+        if (root / name / filename).is_file():
+            return root / name
+    return None
+
+
+def load_yoochoose(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    split: str = "test",
+    download: bool = True,
+) -> SessionSplit:
+    """RecSys Challenge 2015 clicks, split the way GRU4Rec does.
+
+    Accepts either layout in the data folder:
+
+    * the raw challenge file ``yoochoose-clicks.dat`` (catalogue name
+      ``yoochoose``; get it from the RecSys Challenge 2015 archive): it is
+      preprocessed with `gru4rec_preprocess` (item support 5, last day as
+      test);
+    * GRU4Rec's preprocessed files ``<prefix>_train_full.txt`` /
+      ``<prefix>_test.txt`` (and ``_train_tr`` / ``_train_valid``), e.g. the
+      100k-click sample ``yoochoose-rsc15-100k-sample`` of session-rec.
+
+    Without `data_dir`, ``yoochoose`` (raw) is looked up first (no download),
+    then ``yoochoose-rsc15-100k-sample`` (downloaded if allowed).
+
+    Args:
+        data_dir: Folder with either layout.
+        split: ``"test"`` (train_full / test) or ``"valid"`` (train_tr /
+            train_valid, the validation pair; for the raw file the last day of
+            train is the validation period).
+        download: Whether the sample may be downloaded.
+
+    Returns:
+        A `SessionSplit`.
+    """
+    from tfrec.data.datasets import dataset_dir
+
+    if split not in ("test", "valid"):
+        raise ValueError(
+            f"`split` must be 'test' or 'valid'. Received: split={split!r}"
+        )
+    if data_dir is not None:
+        folder = pathlib.Path(data_dir).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"data_dir {folder} for yoochoose is not a folder")
+    else:
+        folder = _raw_folder("yoochoose", YOOCHOOSE_RAW) or dataset_dir(
+            "yoochoose-rsc15-100k-sample", download=download
+        )
+    raw = folder / YOOCHOOSE_RAW
+    fulls = sorted(folder.glob("*_train_full.txt"))
+    if raw.is_file():
+        events = read_yoochoose_clicks(raw)
+        train, test, stats = gru4rec_preprocess(
+            events, name="yoochoose", **YOOCHOOSE_SETTINGS
+        )
+        if split == "valid":
+            train, test, stats = gru4rec_preprocess(
+                train, name="yoochoose", min_item_support=1, test_days=1
+            )
+        settings = dict(YOOCHOOSE_SETTINGS, source=str(raw), split=split)
+        return _to_split("yoochoose", train, test, settings, stats)
+    if fulls:
+        prefix = fulls[0].name[: -len("_train_full.txt")]
+        names = (
+            ("_train_full.txt", "_test.txt")
+            if split == "test"
+            else ("_train_tr.txt", "_train_valid.txt")
+        )
+        paths = [folder / (prefix + suffix) for suffix in names]
+        for p in paths:
+            if not p.is_file():
+                raise DataError(f"{p}: file not found (needed for split={split!r})")
+        train = read_gru4rec_tsv(paths[0])
+        test = read_gru4rec_tsv(paths[1])
+        settings = {
+            "source": [str(p) for p in paths],
+            "split": split,
+            "preprocessed": True,
+        }
+        return _to_split("yoochoose", train, test, settings)
+    raise DataError(
+        f"{folder}: neither {YOOCHOOSE_RAW} (raw RecSys Challenge 2015 clicks) nor "
+        "GRU4Rec's preprocessed '<prefix>_train_full.txt' + '<prefix>_test.txt' found"
+    )
+
+
+def load_diginetica(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    min_item_support: int | None = None,
+    test_days: float | None = None,
+) -> SessionSplit:
+    """DIGINETICA item views (CIKM Cup 2016), split the GRU4Rec way.
+
+    Reads ``train-item-views.csv`` (the full file, catalogue name
+    ``diginetica``) or SR-GNN's ``sample_train-item-views.csv`` (catalogue name
+    ``diginetica-srgnn-sample``). Clicks are ordered within a session by
+    eventdate, then timeframe. Filters and split as `gru4rec_preprocess`, with
+    the settings in `DIGINETICA_SETTINGS` (item support 2 and a 14-day test
+    period, chosen for the small sample; pass `min_item_support=5` for the
+    full file).
+
+    Returns:
+        A `SessionSplit`.
+    """
+    from tfrec.data.datasets import dataset_dir
+
+    if data_dir is not None:
+        folder = pathlib.Path(data_dir).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"data_dir {folder} for diginetica is not a folder")
+    else:
+        folder = _raw_folder("diginetica", DIGINETICA_RAW) or dataset_dir(
+            "diginetica-srgnn-sample", download=download
+        )
+    path = next(
+        (
+            folder / n
+            for n in (DIGINETICA_RAW, DIGINETICA_SAMPLE)
+            if (folder / n).is_file()
+        ),
+        None,
+    )
+    if path is None:
+        raise DataError(
+            f"{folder}: neither {DIGINETICA_RAW} nor {DIGINETICA_SAMPLE} found"
+        )
+    settings = dict(DIGINETICA_SETTINGS)
+    if min_item_support is not None:
+        settings["min_item_support"] = int(min_item_support)
+    if test_days is not None:
+        settings["test_days"] = float(test_days)
+    events = read_diginetica_views(path)
+    train, test, stats = gru4rec_preprocess(events, name="diginetica", **settings)
+    return _to_split("diginetica", train, test, dict(settings, source=str(path)), stats)
+
+
+def write_gru4rec_tsv(sessions: Sessions, path) -> None:
+    """Writes sessions in GRU4Rec's ``SessionId\\tItemId\\tTime`` layout (atomic).
+
+    Raw item ids are written; rows are grouped by session in the `Sessions`
+    order, clicks in time order.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(
+        {
+            "SessionId": np.repeat(sessions.session_ids, sessions.lengths),
+            "ItemId": sessions.raw_items,
+            "Time": sessions.timestamps,
+        }
+    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            df.to_csv(fh, sep="\t", index=False, float_format="%.3f")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
