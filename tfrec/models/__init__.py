@@ -1,3 +1,6 @@
 """Model families. Importing this package registers every builder."""
 
-from tfrec.models import ncf  # noqa: F401
+from tfrec.models import (
+    item2vec,  # noqa: F401
+    ncf,  # noqa: F401
+)
