@@ -28,6 +28,7 @@ from tfrec.data.datasets import DataError, load_interactions
 
 __all__ = [
     "DIGINETICA_SETTINGS",
+    "SessionParallelBatches",
     "SessionSplit",
     "Sessions",
     "YOOCHOOSE_SETTINGS",
@@ -35,8 +36,12 @@ __all__ = [
     "load_diginetica",
     "load_yoochoose",
     "read_diginetica_views",
+    "padded_prefixes",
     "read_gru4rec_tsv",
     "read_yoochoose_clicks",
+    "sequence_dataset",
+    "session_parallel_batches",
+    "session_parallel_dataset",
     "user_histories",
     "write_gru4rec_tsv",
 ]
@@ -900,3 +905,164 @@ def write_gru4rec_tsv(sessions: Sessions, path) -> None:
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# ===================================================================== pipelines
+@dataclass(frozen=True)
+class SessionParallelBatches:
+    """Session-parallel mini-batches (GRU4Rec), one row per step.
+
+    Each of the `batch_size` slots follows one session in time order; when it
+    ends, the next session (in `Sessions` order) takes the lowest free slot, as
+    in the official implementation, and ``reset`` is 1 there: the slot's hidden
+    state must be zeroed before the step. At the end, slots without a session
+    have ``valid`` 0 and items 0.
+
+    Args:
+        inputs: int64 ``[steps, batch_size]`` current click (item index).
+        targets: int64 ``[steps, batch_size]`` next click.
+        reset: float32 ``[steps, batch_size]`` 1 where a new session starts.
+        valid: float32 ``[steps, batch_size]`` 1 where the slot holds a session.
+        session: int64 ``[steps, batch_size]`` position of the slot's session
+            in the `Sessions` (-1 when invalid).
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    reset: np.ndarray
+    valid: np.ndarray
+    session: np.ndarray
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def num_events(self) -> int:
+        """Number of (click, next click) pairs."""
+        return int(self.valid.sum())
+
+
+def session_parallel_batches(
+    sessions: Sessions, batch_size: int
+) -> SessionParallelBatches:
+    """Lays out `sessions` as GRU4Rec's session-parallel mini-batches.
+
+    Sessions are taken in their stored order (start time, not shuffled), and
+    a session of length ``n`` occupies its slot for ``n - 1`` steps (one per
+    next-click pair); sessions of length 1 have no pair and are skipped.
+
+    Args:
+        sessions: The sessions.
+        batch_size: Number of parallel slots.
+
+    Returns:
+        A `SessionParallelBatches`.
+    """
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be >= 1. Received: batch_size={batch_size}"
+        )
+    pairs = sessions.lengths - 1
+    order = np.flatnonzero(pairs > 0)
+    if order.size == 0:
+        raise DataError(
+            f"{sessions.name or 'sessions'}: no session has 2+ clicks, so there "
+            "is no next-click pair"
+        )
+    # The next session goes to the slot that frees first (ties: lowest slot),
+    # which is what the official iterator does.
+    import heapq
+
+    heap = [(0, slot) for slot in range(batch_size)]
+    start_step = np.empty(order.size, dtype=np.int64)
+    slot_of = np.empty(order.size, dtype=np.int64)
+    for k, s in enumerate(order):
+        t, slot = heapq.heappop(heap)
+        start_step[k] = t
+        slot_of[k] = slot
+        heapq.heappush(heap, (t + int(pairs[s]), slot))
+    steps = int(max(t for t, _ in heap))
+    inputs = np.zeros((steps, batch_size), dtype=np.int64)
+    targets = np.zeros((steps, batch_size), dtype=np.int64)
+    reset = np.zeros((steps, batch_size), dtype=np.float32)
+    valid = np.zeros((steps, batch_size), dtype=np.float32)
+    session = np.full((steps, batch_size), -1, dtype=np.int64)
+    n = pairs[order]
+    # Vectorised fill: event e of session k sits at (start_step[k] + e, slot_of[k]).
+    rep = np.repeat(np.arange(order.size), n)
+    within = np.arange(rep.size) - np.repeat(np.cumsum(n) - n, n)
+    rows = start_step[rep] + within
+    cols = slot_of[rep]
+    src = sessions.offsets[order][rep] + within
+    inputs[rows, cols] = sessions.items[src]
+    targets[rows, cols] = sessions.items[src + 1]
+    valid[rows, cols] = 1.0
+    session[rows, cols] = order[rep]
+    reset[start_step, slot_of] = 1.0
+    return SessionParallelBatches(inputs, targets, reset, valid, session)
+
+
+def session_parallel_dataset(sessions: Sessions, batch_size: int):
+    """`session_parallel_batches` as a ``tf.data.Dataset`` of per-step dicts.
+
+    Elements: ``{"item_id", "target", "reset", "valid"}`` of shape
+    ``[batch_size]``, in step order (never shuffle it: the hidden state of each
+    slot carries over from one step to the next).
+    """
+    import tensorflow as tf
+
+    b = session_parallel_batches(sessions, batch_size)
+    ds = tf.data.Dataset.from_tensor_slices(
+        {
+            "item_id": b.inputs,
+            "target": b.targets,
+            "reset": b.reset,
+            "valid": b.valid,
+        }
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def padded_prefixes(
+    sessions: Sessions, max_length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every next-click prefix of every session, left-padded with 0.
+
+    Row ``j`` holds the clicks of a session up to (and including) click ``t``
+    (the last `max_length` of them), right-aligned; its target is click
+    ``t + 1``. Rows follow the sessions' order, then time.
+
+    Returns:
+        ``(session_items int64 [num_pairs, max_length], targets int64 [num_pairs])``.
+    """
+    max_length = int(max_length)
+    if max_length < 1:
+        raise ValueError(
+            f"`max_length` must be >= 1. Received: max_length={max_length}"
+        )
+    lengths = sessions.lengths
+    n = np.maximum(lengths - 1, 0)
+    sess = np.repeat(np.arange(sessions.num_sessions), n)
+    t = np.arange(sess.size) - np.repeat(np.cumsum(n) - n, n)  # 0-based click index
+    end = sessions.offsets[sess] + t  # index of the last input click
+    out = np.zeros((sess.size, max_length), dtype=np.int64)
+    for k in range(max_length):  # column max_length-1-k holds click end-k
+        src = end - k
+        ok = src >= sessions.offsets[sess]
+        out[ok, max_length - 1 - k] = sessions.items[src[ok]]
+    return out, sessions.items[end + 1]
+
+
+def sequence_dataset(sessions: Sessions, max_length: int, batch_size: int):
+    """Left-padded prefixes for the whole-sequence model as a ``tf.data.Dataset``.
+
+    Elements: ``({"session_items": int64 [b, max_length]}, target int64 [b])``;
+    0 is padding (the serving model masks it).
+    """
+    import tensorflow as tf
+
+    x, y = padded_prefixes(sessions, max_length)
+    ds = tf.data.Dataset.from_tensor_slices(({"session_items": x}, y))
+    return ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
