@@ -85,8 +85,10 @@ def as_sequences(
     Raises:
         ValueError: no sequences or no items, non-integer or out-of-range ids.
     """
-    if hasattr(data, "offsets") and hasattr(data, "items") and hasattr(
-        data, "item_vocab"
+    if (
+        hasattr(data, "offsets")
+        and hasattr(data, "items")
+        and hasattr(data, "item_vocab")
     ):  # tfrec.data.sessions.Sessions
         offsets = np.asarray(data.offsets, np.int64)
         items = np.asarray(data.items, np.int64) - 1
@@ -147,8 +149,7 @@ def as_sequences(
     lo, hi = int(items.min()), int(items.max())
     if lo < 0 or hi >= num_items:
         raise ValueError(
-            f"Item ids must be in [0, {num_items}) (0-based); found range "
-            f"[{lo}, {hi}]."
+            f"Item ids must be in [0, {num_items}) (0-based); found range [{lo}, {hi}]."
         )
     return offsets, items, int(num_items)
 
@@ -408,6 +409,11 @@ class _Word2VecEpochs:
         seed: int,
     ):
         self.offsets, self.items, self.num_items = as_sequences(data, num_items)
+        if np.diff(self.offsets).max() < 2:
+            raise ValueError(
+                "Every sequence has fewer than 2 items, so no item has a context; "
+                "item2vec needs sequences of two or more items."
+            )
         self.window = _check_window(window)
         if loss not in LOSSES:
             raise ValueError(f"`loss` must be one of {LOSSES}. Received: {loss!r}")
@@ -427,15 +433,46 @@ class _Word2VecEpochs:
         self.shrink_window = bool(shrink_window) and self.window is not None
         self.seed = int(seed)
         self.epoch = 0
+        self._size: int | None = None
+        self._epoch0 = None
 
     def _tokens(self, rng):
         if self.subsample_threshold is None:
             return self.offsets, self.items
         return subsample(self.offsets, self.items, self.keep_prob, rng)
 
-    def _finish(self, first, positives, rng):
-        """Shuffles the examples and appends negatives; ``first`` is the input."""
+    def __len__(self) -> int:
+        """Examples per epoch (fixed: the size of epoch 0, see :meth:`epoch_arrays`)."""
+        if self._size is None:
+            self._size = -1  # epoch 0 is drawn at its natural size
+            self._epoch0 = self.epoch_arrays(0)
+            self._size = int(self._epoch0[1].shape[0])
+        return self._size
+
+    def epoch_arrays(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, outputs) of epoch ``epoch``, shuffled, with negatives.
+
+        Subsampling and window shrinking make the natural number of examples vary
+        a little between epochs; every epoch is cut to, or topped up (by
+        re-drawing its own examples) to, the size of epoch 0, so that ``fit``
+        sees a fixed number of steps per epoch.
+        """
+        if self._size is None:
+            len(self)  # fixes the epoch size (draws and caches epoch 0)
+        if int(epoch) == 0 and self._epoch0 is not None:
+            return self._epoch0
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        first, positives = self._examples(rng)
+        if positives.size == 0:
+            raise ValueError(
+                f"Epoch {epoch} has no training examples (every sequence has a single "
+                "item after subsampling); use longer sequences or subsample=None."
+            )
         order = rng.permutation(positives.size)
+        size = self._size if self._size and self._size > 0 else positives.size
+        if size > order.size:
+            order = np.r_[order, rng.integers(0, positives.size, size - order.size)]
+        order = order[:size]
         first, positives = first[order], positives[order]
         if self.loss == "softmax":
             return first, positives
@@ -477,14 +514,12 @@ class SkipGramEpochs(_Word2VecEpochs):
         )
         self.input_shape = ()
 
-    def epoch_arrays(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(targets ``[P]``, outputs ``[P, 1 + n]`` or contexts ``[P]``)."""
-        rng = np.random.default_rng([self.seed, int(epoch)])
+    def _examples(self, rng):
+        """(targets ``[P]``, contexts ``[P]``) before shuffling."""
         offsets, items = self._tokens(rng)
-        t, c = skipgram_pairs(
+        return skipgram_pairs(
             offsets, items, self.window, shrink_window=self.shrink_window, rng=rng
         )
-        return self._finish(t, c, rng)
 
 
 class CbowEpochs(_Word2VecEpochs):
@@ -526,11 +561,10 @@ class CbowEpochs(_Word2VecEpochs):
         self.context_size = max(width, 1)
         self.input_shape = (self.context_size,)
 
-    def epoch_arrays(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(bags ``[N, C]``, outputs ``[N, 1 + n]`` or targets ``[N]``)."""
-        rng = np.random.default_rng([self.seed, int(epoch)])
+    def _examples(self, rng):
+        """(bags ``[N, C]``, targets ``[N]``) before shuffling."""
         offsets, items = self._tokens(rng)
-        bags, targets = cbow_examples(
+        return cbow_examples(
             offsets,
             items,
             self.window,
@@ -538,14 +572,17 @@ class CbowEpochs(_Word2VecEpochs):
             rng=rng,
             context_size=self.context_size,
         )
-        return self._finish(bags, targets, rng)
 
 
 def _check_batch_size(batch_size):
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(f"`batch_size` must be a positive int. Received: {batch_size!r}")
+        raise ValueError(
+            f"`batch_size` must be a positive int. Received: {batch_size!r}"
+        )
     if batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int. Received: {batch_size!r}")
+        raise ValueError(
+            f"`batch_size` must be a positive int. Received: {batch_size!r}"
+        )
 
 
 def _epochs_dataset(source: _Word2VecEpochs, batch_size: int) -> tf.data.Dataset:
@@ -573,10 +610,12 @@ def _epochs_dataset(source: _Word2VecEpochs, batch_size: int) -> tf.data.Dataset
             )
         return ds.map(lambda x, y: ({source.input_name: x}, {"logits": y}))
 
+    steps = -(-len(source) // batch_size)
     return (
         tf.data.Dataset.from_tensors(0)
         .map(lambda _: tf.numpy_function(next_epoch, [], (tf.int64, tf.int64)))
         .flat_map(to_batches)
+        .apply(tf.data.experimental.assert_cardinality(steps))
         .prefetch(tf.data.AUTOTUNE)
     )
 

@@ -203,7 +203,9 @@ def negative_sampling_loss(y_true, logits):
     y_true = ops.cast(y_true, logits.dtype)
     # Stable log-sigmoid cross-entropy: max(x, 0) - x y + log(1 + exp(-|x|)).
     per_item = (
-        ops.maximum(logits, 0.0) - logits * y_true + ops.log1p(ops.exp(-ops.abs(logits)))
+        ops.maximum(logits, 0.0)
+        - logits * y_true
+        + ops.log1p(ops.exp(-ops.abs(logits)))
     )
     return ops.sum(per_item, axis=-1)
 
@@ -226,7 +228,10 @@ def _output_logits(hidden, inputs, num_items, embedding_dim, loss):
             name="output_embedding",
         )(hidden)
     outputs = IdEmbedding(
-        num_items, embedding_dim, embeddings_initializer="zeros", name="output_embedding"
+        num_items,
+        embedding_dim,
+        embeddings_initializer="zeros",
+        name="output_embedding",
     )(inputs["output_item_ids"])
     return OutputLogits(name="output_logits")([hidden, outputs])
 
@@ -417,9 +422,7 @@ def item2vec_similar(
     )
 
 
-def serving_models(
-    training_model_or_table, *, k: int = 10
-) -> dict[str, keras.Model]:
+def serving_models(training_model_or_table, *, k: int = 10) -> dict[str, keras.Model]:
     """Builds the registered serving graphs from a trained training graph.
 
     Args:
