@@ -20,7 +20,9 @@ histories, or unordered sets such as baskets) the role of sentences.
   by one vectorised numpy pass per epoch and batched by tf.data's C++ kernels;
   the pattern of :mod:`tfrec.data.pipelines`. Pass
   ``SamplerEpochCallback(source)`` to ``fit`` so a resumed run sees the same
-  epochs.
+  epochs. Subsampling makes the natural epoch size vary slightly; every epoch is
+  cut or topped up (re-drawing its own examples) to the size of epoch 0, so the
+  dataset has a fixed cardinality and ``fit`` a fixed number of steps.
 
 Item ids here are **0-based** (``0 .. num_items - 1``), the convention of the
 model zoo's embeddings (:class:`tfrec.layers.IdEmbedding`). A

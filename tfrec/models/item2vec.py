@@ -37,7 +37,12 @@ the item representation) and ``output_embedding`` (the output vectors ``v``).
   ``top_k`` excluding the item itself (ONNX ``TopK``). An id outside
   ``[0, num_items)`` returns ``similar_items = -1`` and ``similarity = 0``.
 
-:func:`serving_models` builds both from a trained training graph.
+:func:`serving_models` builds both from a trained training graph::
+
+    ds, source = skipgram_dataset(sessions, window=5, num_negatives=15)
+    model = compile_item2vec(item2vec_skipgram(source.num_items, embedding_dim=64))
+    model.fit(ds, epochs=10, callbacks=[SamplerEpochCallback(source)])
+    served = serving_models(model, k=10)  # {"item2vec": ..., "item2vec_similar": ...}
 
 Faithfulness notes:
 
