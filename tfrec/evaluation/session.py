@@ -118,7 +118,7 @@ def evaluate_next_click(
 
         def call(items, state):
             out = model({"item_id": items, "hidden_state": state}, training=False)
-            return out["scores"], out["hidden_state"]
+            return out["scores"], out["new_hidden_state"]
 
     else:
         call = step
@@ -162,6 +162,7 @@ def popularity_step(train: Sessions) -> StepFn:
     counts[0] = -1e9
     table = tf.constant(counts)
 
+    @tf.autograph.experimental.do_not_convert
     def step(items, state):
         b = tf.shape(items)[0]
         return tf.tile(table[None, :], [b, 1]), state
@@ -190,10 +191,12 @@ def item_knn_step(train: Sessions, *, lmbd: float = 20.0, alpha: float = 0.5) ->
     co = np.bincount(flat, minlength=n * n).reshape(n, n).astype(np.float32)
     supp = np.bincount(pairs[:, 1], minlength=n).astype(np.float32)
     np.fill_diagonal(co, 0.0)
-    sim = co / (supp[:, None] ** alpha * supp[None, :] ** (1 - alpha) + lmbd)
+    denom = supp[:, None] ** alpha * supp[None, :] ** (1 - alpha) + lmbd
+    sim = np.divide(co, denom, out=np.zeros_like(co), where=denom > 0)
     sim[:, 0] = -1e9
     table = tf.constant(sim)
 
+    @tf.autograph.experimental.do_not_convert
     def step(items, state):
         return tf.gather(table, tf.cast(items, tf.int64)), state
 

@@ -18,7 +18,8 @@ This module holds the *serving* graphs, built from one weight set:
   best item indices and their scores);
 * ``gru4rec_step``: ``item_id`` (int64 ``[batch]``) and ``hidden_state``
   (float32 ``[batch, sum(layers)]``, the layers' states concatenated) ->
-  ``scores`` and the new ``hidden_state``: one click at a time, the way a
+  ``scores`` and ``new_hidden_state`` (the input of the next click; an ONNX
+  graph cannot use one name for an input and an output): one click at a time, the way a
   session recommender serves. A new session starts from a zero state.
 
 Training (session-parallel mini-batches, sampled negatives, BPR-max /
@@ -482,7 +483,7 @@ def gru4rec_step(
 
     Returns:
         A functional model: ``{"item_id", "hidden_state"}`` ->
-        ``{"scores", "hidden_state"}``; ``hidden_state`` is float32
+        ``{"scores", "new_hidden_state"}``; the states are float32
         ``[batch, sum(layers)]``, zeros at the start of a session.
     """
     layers = _check_common(
@@ -501,7 +502,7 @@ def gru4rec_step(
     scores = out_table(top)
     return keras.Model(
         {"item_id": item, "hidden_state": state},
-        {"scores": scores, "hidden_state": new_state},
+        {"scores": scores, "new_hidden_state": new_state},
         name="gru4rec_step",
     )
 
