@@ -107,6 +107,13 @@ _SESSION_REC_RAW = (
     "5dcd583cbd8d44703a5248b9a308945f24b91390/data/rsc15/prepared/"
 )
 
+_YOOCHOOSE_SAMPLE_SHA256 = {
+    "train_full": "9842c90358298ee784fcf0c9dccb2eeb283ab04368e53bdeee896747f4c03e1e",
+    "test": "380410c606403531019e1ec0b4d192ef90492d594b9b5a91633b860618dd7136",
+    "train_tr": "fb4c6381c8e5bc4de51553cb1ed210fb4016c87d2425d58344cd6b19e81c133a",
+    "train_valid": "14fca72e690c19b0da391059b7cf2c1b611cddbd1248ce93578a039ddb26ea69",
+}
+
 DATASETS: dict[str, DatasetSpec] = {
     "movielens-100k": DatasetSpec(
         name="movielens-100k",
@@ -180,12 +187,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 filename=f"yoochoose-clicks-100k_{part}.txt",
                 sha256=digest,
             )
-            for part, digest in (
-                ("train_full", "9842c90358298ee784fcf0c9dccb2eeb283ab04368e53bdeee896747f4c03e1e"),
-                ("test", "380410c606403531019e1ec0b4d192ef90492d594b9b5a91633b860618dd7136"),
-                ("train_tr", "fb4c6381c8e5bc4de51553cb1ed210fb4016c87d2425d58344cd6b19e81c133a"),
-                ("train_valid", "14fca72e690c19b0da391059b7cf2c1b611cddbd1248ce93578a039ddb26ea69"),
-            )
+            for part, digest in _YOOCHOOSE_SAMPLE_SHA256.items()
         ),
         required=(
             "yoochoose-clicks-100k_train_full.txt",
