@@ -451,7 +451,6 @@ def _read_table(
         )
     except (ValueError, pd.errors.ParserError, OverflowError):
         df = None
-    bad = None
     if (
         df is None
         or any(df[c].isna().any() for c, k in columns if k != _STR)
@@ -465,12 +464,7 @@ def _read_table(
             or f"{path}: could not parse as {sep!r}-separated "
             f"{', '.join(c for c, _ in columns)}"
         )
-    # pandas silently accepts short lines when the last columns are strings.
-    bad = None
-    if len(df) and (df.shape[1] != len(columns)):
-        bad = _first_bad_line(path, text, sep, columns, header is not None)
-    if bad:
-        raise DataError(bad)
+    # Lines with too few / many fields are caught by `_check_field_counts`.
     return df
 
 
