@@ -147,3 +147,23 @@ def test_bad_arguments(kwargs, match):
         gru4rec_step(0)
     with pytest.raises(ValueError, match="`k`"):
         gru4rec_topk(5, k=0)
+
+
+def test_whole_sequence_model_on_left_padded_dataset_matches_stepping():
+    from tfrec.data.sessions import Sessions, padded_prefixes, sequence_dataset
+
+    s = Sessions.from_events(
+        [1, 1, 1, 2, 2], [1, 2, 3, 4, 1], [0, 1, 2, 3, 4], item_vocab=np.arange(1, 6)
+    )
+    step = gru4rec_step(5, layers=(4,))
+    _randomise(step, 4)
+    whole = serving_models(step)["gru4rec"]
+    pred = whole.predict(sequence_dataset(s, max_length=4, batch_size=2), verbose=0)
+    x, y = padded_prefixes(s, 4)
+    assert y.tolist() == [2, 3, 1]
+    # Row 1 is session 1 after two clicks: step through them from a zero state.
+    h = np.zeros((1, 4), np.float32)
+    for item in (1, 2):
+        out = step({"item_id": np.array([item]), "hidden_state": h})
+        h = out["new_hidden_state"].numpy()
+    np.testing.assert_allclose(pred["scores"][1], out["scores"][0], atol=1e-5)
