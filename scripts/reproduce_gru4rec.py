@@ -77,6 +77,25 @@ SETTINGS = {
         "official code)",
     },
 }
+# The unmodified official PyTorch code (GRU4Rec_PyTorch_Official d1fc311) run on
+# exactly these splits with the same paramfiles, 10 epochs, seeds 1-3, CPU, one
+# torch thread, conservative ties (measured for this project on the same shared
+# machine, 2026-11-27/28). events/CPU s: training pairs per second of the process's
+# CPU time (median epoch).
+OFFICIAL = {
+    "yoochoose": {
+        "recall@20": (0.6813, 0.0017),
+        "mrr@20": (0.3579, 0.0003),
+        "events_per_cpu_second": 5270,
+        "seeds": 3,
+    },
+    "diginetica": {
+        "recall@20": (0.5247, 0.0148),
+        "mrr@20": (0.2098, 0.0017),
+        "events_per_cpu_second": 2679,
+        "seeds": 3,
+    },
+}
 PAPER = {
     "yoochoose": "official code, full RSC15, XE: Recall@20 0.7283, MRR@20 0.3205",
     "diginetica": "official code, full DIGINETICA, BPR-max: Recall@20 0.4995, "
@@ -211,6 +230,40 @@ def markdown(report: dict) -> str:
                 f"{b['recall@10']:.4f} | {b['mrr@10']:.4f} | {b['recall@5']:.4f} | "
                 f"{b['mrr@5']:.4f} | - | - | - |"
             )
+    lines += [
+        "",
+        "## Same data, official code",
+        "",
+        "The unmodified official PyTorch implementation (GRU4Rec_PyTorch_Official "
+        "d1fc311), run on exactly these splits with the same paramfiles, 10 epochs, "
+        "3 seeds, on the same shared machine (1 torch thread). Relative difference "
+        "= ours / official - 1. Speed: training pairs per second of process CPU time "
+        "(ours: all epochs incl. graph tracing; official: median epoch).",
+        "",
+        "| data set | Recall@20 ours | Recall@20 official | diff | MRR@20 ours "
+        "| MRR@20 official | diff | events/CPU s ours | official | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, res in report["datasets"].items():
+        ref = OFFICIAL.get(name)
+        if ref is None:
+            continue
+        s = res["summary"]
+        cells = []
+        for key in ("recall@20", "mrr@20"):
+            ours, (theirs, spread) = s[key]["mean"], ref[key]
+            cells += [
+                f"{ours:.4f} ± {s[key]['std']:.4f}",
+                f"{theirs:.4f} ± {spread:.4f}",
+                f"{100 * (ours / theirs - 1):+.1f}%",
+            ]
+        cpu = s["events_per_cpu_second"]["mean"]
+        cells += [
+            f"{cpu:.0f}",
+            f"{ref['events_per_cpu_second']}",
+            f"{cpu / ref['events_per_cpu_second']:.2f}x",
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Data and settings", ""]
     for name, res in report["datasets"].items():
         st = res["data"]["stats"]

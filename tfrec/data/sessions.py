@@ -11,6 +11,24 @@ Sources:
 
 - `user_histories`: each MovieLens user's ratings ordered by time, one
   "session" per user (for sequence models such as item2vec / prod2vec).
+- `load_yoochoose`: RecSys Challenge 2015 clicks, from the raw
+  ``yoochoose-clicks.dat`` (preprocessed here the way GRU4Rec does) or from
+  GRU4Rec's preprocessed ``*_train_full.txt`` / ``*_test.txt`` layout.
+- `load_diginetica`: DIGINETICA item views (``train-item-views.csv`` or SR-GNN's
+  sample), preprocessed the same way (`DIGINETICA_SETTINGS`).
+
+Bad input: missing, empty or malformed files (wrong header, field count,
+non-numeric ids, unparsable or non-finite times) raise `DataError` naming the
+file and line. Handled, documented and tested: clicks out of time order are
+sorted (stable), as the official code does; sessions of length 1 are dropped
+from train (no next-click pair) and test; test clicks on items unknown to
+train are dropped before sessions are formed, as the official evaluation does
+(both counted in `SessionSplit.stats`).
+
+Pipelines: `session_parallel_batches` / `session_parallel_dataset` (GRU4Rec's
+session-parallel mini-batches with reset flags) and `padded_prefixes` /
+`sequence_dataset` (left-padded click prefixes for the whole-sequence model;
+0 is padding, which the model masks).
 """
 
 from __future__ import annotations
