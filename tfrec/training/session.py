@@ -444,6 +444,7 @@ def train_gru4rec(
         ``gru4rec_step`` model, see `tfrec.models.gru4rec.serving_models`) and
         ``{"loss": [...], "epoch_seconds": [...], "events": pairs per epoch,
         "events_per_second": ..., "events_per_cpu_second": ...,
+        "epoch_cpu_seconds": [...], "events_per_cpu_second_median_epoch": ...,
         "events_per_second_steady": ...}``.
     """
     keras.utils.set_random_seed(seed)
@@ -500,6 +501,11 @@ def train_gru4rec(
         # Per second of this process's CPU time (all threads), all epochs: less
         # distorted than wall-clock time on a shared machine.
         "events_per_cpu_second": events * len(secs) / max(sum(timer.cpu_times), 1e-9),
+        "epoch_cpu_seconds": timer.cpu_times,
+        # Pairs over the median epoch's CPU time (the first epoch's tracing is an
+        # outlier the median ignores).
+        "events_per_cpu_second_median_epoch": events
+        / max(float(np.median(timer.cpu_times)), 1e-9),
         # Epochs after the first (no tracing), when there are any.
         "events_per_second_steady": (
             events * (len(secs) - 1) / max(sum(secs[1:]), 1e-9)
