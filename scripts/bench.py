@@ -8,8 +8,16 @@ measured in the same run (absolute seconds on a shared 2-core machine mean littl
 2. Inference latency of the exported NeuMF: onnxruntime vs the TF SavedModel
    signature (TF2 ``tf.saved_model.load``, and the TF1 session path TF Serving
    uses), at batch 1, batch 100, and all 3,706 items of one user.
+3. GRU4Rec (``--only gru4rec``) on the YooChoose sample with the official RSC15
+   settings (100 units, batch 32, 2,048 shared negatives, XE + logQ): training
+   events/s of tfrec's session-parallel trainer vs a plain Keras next-click
+   model (Embedding -> one GRU step without carried state -> full softmax over
+   all items, Adagrad, ``fit`` on the same click pairs); and step-wise serving
+   latency at batch 1 (one click + state -> scores over all items + new state):
+   onnxruntime vs the TF2 SavedModel signature vs calling the Keras model.
 
     python scripts/bench.py [--steps 1500] [--batch-size 256] [--threads 2]
+    python scripts/bench.py --only gru4rec [--gru4rec-steps 600]
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ def plain_keras_neumf(num_users, num_items, f=8):
 
 
 WARM_STEPS = 50
+SPE = 16  # GRU4Rec: steps per execution, the same for the trainer and baseline
 
 
 def throughput(model, fit_kwargs, steps, batch_size):
@@ -78,6 +87,175 @@ def latency(fn, feed, reps):
     return statistics.median(times) * 1e6
 
 
+def plain_keras_next_click(num_items, units=100):
+    """Baseline: one GRU step from a zero state and a full softmax (no sampling)."""
+    import keras
+
+    item = keras.Input(shape=(1,), dtype="int64", name="item_id")
+    x = keras.layers.Embedding(num_items + 1, units)(item)
+    x = keras.layers.GRU(units, reset_after=False)(x)
+    out = keras.layers.Dense(num_items + 1, activation="softmax")(x)
+    return keras.Model(item, out)
+
+
+def gru4rec_bench(args):
+    """GRU4Rec training events/s and step-wise serving latency (batch 1)."""
+    import json
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from export import export_model
+    from export.serving import ExportedModel
+    from tfrec.data.sessions import load_yoochoose, session_parallel_batches
+    from tfrec.models.gru4rec import gru4rec_step, serving_models
+    from tfrec.registry import model_info
+    from tfrec.training.session import AdagradMomentum, GRU4RecTrainer, item_counts
+
+    split = load_yoochoose(args.data_dir and Path(args.data_dir))
+    train = split.train
+    n, bs, steps = train.num_items, 32, args.gru4rec_steps
+    batches = session_parallel_batches(train, bs)
+    steps = min(steps, batches.num_steps)
+    print(
+        f"\nGRU4Rec, YooChoose sample ({train.num_events:,} clicks, {n:,} items); "
+        f"threads intra/inter = {args.threads}/{args.threads}; batch {bs}; "
+        f"{steps} steps per measurement, the first {WARM_STEPS} (tracing) excluded; "
+        f"steps_per_execution {SPE} for both"
+    )
+
+    def timed_fit(model, fit_kwargs):
+        marks = {}
+
+        class Clock(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if "start" not in marks and batch >= WARM_STEPS - 1:
+                    marks["start"], marks["first"] = time.perf_counter(), batch
+                    marks["cpu_start"] = time.process_time()
+
+            def on_train_end(self, logs=None):
+                marks["end"] = time.perf_counter()
+                marks["cpu_end"] = time.process_time()
+
+        model.fit(verbose=0, shuffle=False, callbacks=[Clock()], **fit_kwargs)
+        events = (steps - 1 - marks["first"]) * bs
+        return (
+            events / (marks["end"] - marks["start"]),
+            events / (marks["cpu_end"] - marks["cpu_start"]),
+        )
+
+    sl = slice(0, steps)
+    data = {
+        "item_id": batches.inputs[sl],
+        "target": batches.targets[sl],
+        "reset": batches.reset[sl],
+        "valid": batches.valid[sl],
+    }
+    results = {}
+    for _ in range(2):  # two interleaved rounds expose machine noise
+        base = plain_keras_next_click(n)
+        base.compile(
+            optimizer=keras.optimizers.Adagrad(0.2),
+            loss="sparse_categorical_crossentropy",
+            steps_per_execution=SPE,
+        )
+        results.setdefault("plain Keras, full softmax, fit", []).append(
+            timed_fit(
+                base,
+                dict(
+                    x=batches.inputs[sl].reshape(-1, 1),
+                    y=batches.targets[sl].reshape(-1),
+                    batch_size=bs,
+                    epochs=1,
+                ),
+            )
+        )
+        step = gru4rec_step(n, layers=(100,), dropout_hidden=0.4)
+        trainer = GRU4RecTrainer(
+            step, item_counts(train), batch_size=bs, n_sample=2048, logq=1.0
+        )
+        trainer.compile(
+            optimizer=AdagradMomentum(0.2, momentum=0.2), steps_per_execution=SPE
+        )
+        ds = tf.data.Dataset.from_tensor_slices(data).prefetch(tf.data.AUTOTUNE)
+        results.setdefault("tfrec GRU4RecTrainer (2048 samples)", []).append(
+            timed_fit(trainer, dict(x=ds, epochs=1))
+        )
+    base = results["plain Keras, full softmax, fit"]
+    base_rate = statistics.median(r for r, _ in base)
+    base_cpu = statistics.median(c for _, c in base)
+    print(
+        "Training throughput (median of 2 rounds; events per wall-clock second, and "
+        "per second of this process's CPU time, which a loaded machine distorts less)"
+    )
+    print(
+        f"{'setup':<42}{'events/s':>12}{'vs baseline':>13}{'events/CPU s':>14}"
+        f"{'vs baseline':>13}"
+    )
+    for name, pairs in results.items():
+        rate = statistics.median(r for r, _ in pairs)
+        cpu = statistics.median(c for _, c in pairs)
+        print(
+            f"{name:<42}{rate:>12,.0f}{rate / base_rate:>12.2f}x{cpu:>14,.0f}"
+            f"{cpu / base_cpu:>12.2f}x"
+        )
+
+    # Latency does not depend on the weight values: export freshly built graphs
+    # (the trained ones can miss the exporter's 1e-6 SavedModel-vs-Keras rule by
+    # float32 rounding, see reports/gru4rec.md).
+    models = serving_models(gru4rec_step(n, layers=(100,)))
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        print(
+            f"\nGRU4Rec serving latency (median microseconds per call, {args.reps} calls)"
+        )
+        print(
+            f"{'case':<36}{'onnxruntime':>12}{'TF2 signature':>15}{'Keras call':>12}"
+            f"{'TF2/ORT':>9}{'parity max|diff|':>18}"
+        )
+        cases = {
+            "step: 1 click + state, batch 1": (
+                "gru4rec_step",
+                {
+                    "item_id": np.array([5], np.int64),
+                    "hidden_state": rng.uniform(-0.5, 0.5, (1, 100)).astype(np.float32),
+                },
+            ),
+            "whole sequence, 10 clicks, batch 1": (
+                "gru4rec",
+                {"session_items": rng.integers(1, n + 1, (1, 10)).astype(np.int64)},
+            ),
+        }
+        for case, (name, feed) in cases.items():
+            info = model_info(name)
+            kw = {"num_items": n, "layers": (100,)}
+            path = export_model(
+                models[name],
+                name,
+                base_dir=tmp,
+                example_inputs=lambda b, r, info=info, kw=kw: info.example_inputs(
+                    kw, b, r
+                ),
+                atol=info.parity.atol,
+                rtol=info.parity.rtol,
+                tolerance_reason=info.parity.reason,
+            )
+            manifest = json.loads((path / "manifest.json").read_text())
+            diff = manifest["parity"]["onnx"]["max_abs_diff"]
+            sess = ExportedModel(path)._session
+            sig = tf.saved_model.load(str(path)).signatures["serving_default"]
+            keras_model = models[name]
+            t_ort = latency(lambda f, s=sess: s.run(None, f), feed, args.reps)
+            tf_feed = {k: tf.constant(v) for k, v in feed.items()}
+            t_tf2 = latency(lambda f, g=sig: g(**f), tf_feed, args.reps)
+            t_keras = latency(lambda f, m=keras_model: m(f), tf_feed, args.reps)
+            print(
+                f"{case:<36}{t_ort:>12,.0f}{t_tf2:>15,.0f}{t_keras:>12,.0f}"
+                f"{t_tf2 / t_ort:>8.1f}x{diff:>18.2e}"
+            )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=1500)
@@ -85,6 +263,13 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--only",
+        choices=("all", "ncf", "gru4rec"),
+        default="all",
+        help="which benchmarks to run",
+    )
+    parser.add_argument("--gru4rec-steps", type=int, default=600)
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -92,6 +277,10 @@ def main(argv=None):
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    if args.only == "gru4rec":
+        gru4rec_bench(args)
+        return
 
     from export import export_model
     from export.parity import load_saved_model_tf1
@@ -190,7 +379,7 @@ def main(argv=None):
             }
             if b == ni:
                 feed["user_id"] = np.full(b, 7, np.int64)
-            t_ort = latency(lambda f: sess.run(None, f), feed, args.reps)
+            t_ort = latency(lambda f, s=sess: s.run(None, f), feed, args.reps)
             tf_feed = {k: tf.constant(v) for k, v in feed.items()}
             t_tf2 = latency(lambda f: tf2_sig(**f), tf_feed, args.reps)
             t_tf1 = latency(tf1, feed, args.reps)
@@ -199,6 +388,8 @@ def main(argv=None):
                 f"{t_tf2 / t_ort:>8.1f}x"
             )
         tf1.close()
+    if args.only == "all":
+        gru4rec_bench(args)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,13 @@ def _write(path: pathlib.Path, text: str) -> pathlib.Path:
 
 
 def test_catalogue_names_and_checksums():
-    assert ds.list_datasets() == ["movielens-100k", "movielens-1m", "ncf-ml-1m"]
+    assert ds.list_datasets() == [
+        "diginetica-srgnn-sample",
+        "movielens-100k",
+        "movielens-1m",
+        "ncf-ml-1m",
+        "yoochoose-rsc15-100k-sample",
+    ]
     for spec in ds.DATASETS.values():
         assert spec.files and spec.required
         for f in spec.files:

@@ -102,6 +102,18 @@ _NCF_RAW = (
     "master/Data/"
 )
 
+_SESSION_REC_RAW = (
+    "https://raw.githubusercontent.com/rn5l/session-rec/"
+    "5dcd583cbd8d44703a5248b9a308945f24b91390/data/rsc15/prepared/"
+)
+
+_YOOCHOOSE_SAMPLE_SHA256 = {
+    "train_full": "9842c90358298ee784fcf0c9dccb2eeb283ab04368e53bdeee896747f4c03e1e",
+    "test": "380410c606403531019e1ec0b4d192ef90492d594b9b5a91633b860618dd7136",
+    "train_tr": "fb4c6381c8e5bc4de51553cb1ed210fb4016c87d2425d58344cd6b19e81c133a",
+    "train_valid": "14fca72e690c19b0da391059b7cf2c1b611cddbd1248ce93578a039ddb26ea69",
+}
+
 DATASETS: dict[str, DatasetSpec] = {
     "movielens-100k": DatasetSpec(
         name="movielens-100k",
@@ -160,6 +172,46 @@ DATASETS: dict[str, DatasetSpec] = {
         required=("ml-1m.train.rating", "ml-1m.test.rating", "ml-1m.test.negative"),
         homepage="https://github.com/hexiangnan/neural_collaborative_filtering",
         license=_MOVIELENS_TERMS + " NCF code: Apache-2.0.",
+    ),
+    # Session data (tfrec.data.sessions). The raw RecSys Challenge 2015 and
+    # DIGINETICA files need a registration/7z archive: pass their folder as
+    # data_dir to load_yoochoose / load_diginetica instead.
+    "yoochoose-rsc15-100k-sample": DatasetSpec(
+        name="yoochoose-rsc15-100k-sample",
+        description="100k-click sample of the RecSys Challenge 2015 YooChoose "
+        "clicks, preprocessed by session-rec in GRU4Rec's layout "
+        "(train_full/test, train_tr/train_valid).",
+        files=tuple(
+            RemoteFile(
+                url=_SESSION_REC_RAW + f"yoochoose-clicks-100k_{part}.txt",
+                filename=f"yoochoose-clicks-100k_{part}.txt",
+                sha256=digest,
+            )
+            for part, digest in _YOOCHOOSE_SAMPLE_SHA256.items()
+        ),
+        required=(
+            "yoochoose-clicks-100k_train_full.txt",
+            "yoochoose-clicks-100k_test.txt",
+        ),
+        homepage="https://github.com/rn5l/session-rec",
+        license="YooChoose data: CC BY-NC-ND 4.0 (RecSys Challenge 2015).",
+    ),
+    "diginetica-srgnn-sample": DatasetSpec(
+        name="diginetica-srgnn-sample",
+        description="12,391-click sample of DIGINETICA train-item-views.csv "
+        "(CIKM Cup 2016) shipped with SR-GNN.",
+        files=(
+            RemoteFile(
+                url="https://raw.githubusercontent.com/CRIPAC-DIG/SR-GNN/"
+                "e21cfa431f74c25ae6e4ae9261deefe11d1cb488/datasets/"
+                "sample_train-item-views.csv",
+                filename="sample_train-item-views.csv",
+                sha256="98da96e05c87ef12b739e4bfd9bc7b4864106ee77371f1db9eb4413e3f78d37e",
+            ),
+        ),
+        required=("sample_train-item-views.csv",),
+        homepage="https://github.com/CRIPAC-DIG/SR-GNN",
+        license="DIGINETICA (CIKM Cup 2016): redistribution terms unknown.",
     ),
 }
 
