@@ -128,8 +128,10 @@ def check_parity(
 ) -> dict:
     """Runs Keras, the SavedModel (TF1 loader) and ONNX on each batch and compares.
 
-    SavedModel vs Keras is held to 1e-6 absolute (the same graph and kernels); ONNX
-    vs Keras to the model's tolerance. Returns ``{"onnx": {...}, "saved_model":
+    SavedModel vs Keras is held to a tenth of the model's tolerance, but never
+    tighter than 1e-6 (the same graph, but the TF1 session runs Grappler, whose
+    rewrites reorder float32 sums: a trained GRU4Rec differs by ~2e-6 on scores
+    of a few units); ONNX vs Keras to the model's tolerance. Returns ``{"onnx": {...}, "saved_model":
     {...}, "onnx_input_names_match": bool}``.
     """
     import onnxruntime as ort
@@ -151,7 +153,9 @@ def check_parity(
                     strict=True,
                 )
             )
-            sm_reports.append(compare(ref, sm, atol=1e-6, rtol=1e-6))
+            sm_reports.append(
+                compare(ref, sm, atol=max(1e-6, atol / 10), rtol=max(1e-6, rtol / 10))
+            )
             onnx_reports.append(compare(ref, onnx_out, atol=atol, rtol=rtol))
     finally:
         runner.close()
