@@ -19,7 +19,7 @@ EPOCHS  ?= 6
 USER_ID ?= 1
 SEEDS   ?= 0 1 2
 
-.PHONY: install run test bench export lint clean reproduce-ncf reproduce-content
+.PHONY: install run test bench export lint clean reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,16 @@ bench: install
 reproduce-ncf: install
 	$(BIN)/python scripts/reproduce_ncf.py --only gmf ncf_mlp neumf neumf_pretrained --seeds $(SEEDS) --epochs 10 --finetune-epochs 5
 	$(BIN)/python scripts/reproduce_ncf.py --only mf --seeds $(SEEDS) --mf-epochs 6 --mf-negatives 4 --append
+
+# Issue 3: GRU4Rec on the YooChoose and DIGINETICA samples with the official code's
+# published settings (about 15 minutes), then item2vec on ML-100K (about 20).
+reproduce-gru4rec: install
+	$(BIN)/python scripts/reproduce_gru4rec.py --seeds $(SEEDS)
+
+reproduce-item2vec: install
+	$(BIN)/python scripts/reproduce_item2vec.py --seeds $(SEEDS)
+	$(BIN)/python scripts/reproduce_item2vec.py --seeds 0 --variants skipgram --window 0 \
+		--subsample 1e-4 --epochs 5 --no-export --label ", set window (paper)" --append
 
 # Issue 5: VBPR / content CNN on cold-start items, then the six CF + content hybrids
 # (ML-100K, about 6 + 16 minutes on 2 cores).
