@@ -1,3 +1,4 @@
 """Model families. Importing this package registers every builder."""
 
 from tfrec.models import ncf  # noqa: F401
+from tfrec.models import autoencoders  # noqa: F401
