@@ -607,7 +607,7 @@ def fit_reconstruction(
     dataset,
     *,
     epochs: int,
-    optimizer: str = "adam",
+    optimizer: str | keras.optimizers.Optimizer = "adam",
     learning_rate: float = 0.001,
     loss: str = "squared",
     masked: bool = True,
@@ -617,15 +617,18 @@ def fit_reconstruction(
 ):
     """Trains ``model`` on a vector dataset with :class:`ReconstructionTrainer`.
 
-    ``optimizer`` is any of :data:`tfrec.training.OPTIMIZERS` (the lecture's
-    choices). Returns the Keras ``History``.
+    ``optimizer`` is a name from :data:`tfrec.training.OPTIMIZERS` (the lecture's
+    choices, built with ``learning_rate``) or a ready Keras optimiser (e.g. with a
+    learning-rate schedule). Returns the Keras ``History``.
     """
     from tfrec.training.optimizers import make_optimizer
 
     trainer = ReconstructionTrainer(
         model, loss=loss, masked=masked, num_vectors=num_vectors
     )
-    trainer.compile(optimizer=make_optimizer(optimizer, learning_rate))
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(optimizer, learning_rate)
+    trainer.compile(optimizer=optimizer)
     return trainer.fit(
         dataset,
         epochs=epochs,
