@@ -2,3 +2,4 @@
 
 from tfrec.models import ncf  # noqa: F401
 from tfrec.models import autoencoders  # noqa: F401
+from tfrec.models import wide_deep  # noqa: F401
