@@ -85,8 +85,10 @@ def test_wide_logit_is_the_sum_of_the_active_weights_plus_bias():
 
     # Lookup index = 1 + position in the vocabulary; 0 is the OOV bucket.
     g = HAND_ROWS["genres"][0]
+    offset = _TEST_KWARGS["logit_offset"]  # the fixed base rate
     expected0 = (
-        w["wide_bias"]
+        offset
+        + w["wide_bias"]
         + w["wide_user_id"][1 + VOCAB["user_id"].index(3)]
         + w["wide_item_id"][1 + VOCAB["item_id"].index(13)]
         + w["wide_gender"][2]
@@ -106,7 +108,8 @@ def test_wide_logit_is_the_sum_of_the_active_weights_plus_bias():
         for f in ("user_id", "item_id", "gender", "age", "occupation", "zip_prefix")
     )
     expected1 = (
-        w["wide_bias"]
+        offset
+        + w["wide_bias"]
         + oov
         + w["wide_genres"][0]  # Action
         + w["wide_year_bucket"][0]  # unknown year

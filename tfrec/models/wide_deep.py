@@ -21,7 +21,8 @@ a^(l_f) + b)``:
   paper), the sum of the movie's genre embeddings, and the release year scaled to
   [0, 1], concatenated and fed to a ReLU tower (``hidden_units``).
 * **joint training** (paper Sec. 3.2): FTRL with L1 on the wide variables and
-  AdaGrad on the deep ones, in one model: :func:`wide_deep_trainer` wraps the
+  AdaGrad (or another of ``tfrec.training.OPTIMIZERS``) on the deep ones, in one
+  model: :func:`wide_deep_trainer` wraps the
   serving model in a :class:`tfrec.training.MultiOptimizerTrainer` trained by
   ordinary ``fit``. The serving model itself is a plain functional model.
 
@@ -48,10 +49,10 @@ with one out-of-vocabulary (OOV) bucket, index 0: ``StringLookup`` for strings
 (an ONNX-ML ``CategoryMapper`` after export) and :class:`IdLookup` (a dense
 id -> index table, plain ``Gather``) for integer ids, because tf2onnx converts
 only string<->int64 tables and ``Hashing`` not at all. Unknown values therefore
-score identically in TF and ONNX: the wide weight of an OOV bucket stays 0 (it is
-never active in training) and its deep embedding stays at its initial value. A
-genre string cannot be split inside an ONNX opset-17 graph, hence the multi-hot
-``genres`` input.
+score identically in TF and ONNX. With vocabularies taken from the training rows
+(``min_count=1``) an OOV bucket is never active in training, so its wide weight
+stays 0 and its deep embedding at its initial value. A genre string cannot be
+split inside an ONNX opset-17 graph, hence the multi-hot ``genres`` input.
 
 Outputs: ``task="ctr"``: ``score`` = P(click); ``task="rating"``: ``rating``
 (the same architecture with an identity output, trained with squared loss, for the
@@ -59,15 +60,20 @@ rating-regression comparison).
 
 Deviations from the paper (it served Google Play with hundreds of features):
 
-* Features are MovieLens demographics and movie metadata; crosses default to
-  gender x genre, age x genre and occupation x genre (``default_crosses``).
+* Features are MovieLens demographics and movie metadata; the reproduction
+  crosses gender x genre, age x genre and occupation x genre
+  (``default_crosses``).
 * The release year enters the deep part as one scaled dense feature and the wide
   part as a bucket (``year_boundaries``); the paper's continuous features were
   normalised by their CDF into quantiles.
 * ``mode="wide"`` / ``"deep"`` build the paper's Table 1 baselines (wide-only
   logistic regression with crosses; deep-only network) with the same inputs.
 * In ``mode="joint"`` the single bias ``b`` lives in the wide part
-  (``wide_bias``); the deep logit layer has no bias.
+  (``wide_bias``); the deep logit layer has no bias. A fixed ``logit_offset``
+  (the base rate, :func:`base_logit`) can be added to the logit: FTRL-Proximal
+  re-centres its variables at 0 on its first step, so the base rate cannot be put
+  into ``b`` by initialisation, and for rating regression (mean 3.5) learning it
+  from 0 destabilised the joint model.
 """
 
 from __future__ import annotations
@@ -333,6 +339,26 @@ class RangeScale(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="tfrec")
+class AddConstant(keras.layers.Layer):
+    """Adds a fixed (non-trained) number, e.g. the mean training rating."""
+
+    def __init__(self, value: float, **kwargs):
+        super().__init__(**kwargs)
+        self.value = float(value)
+
+    def call(self, x):
+        return x + ops.cast(self.value, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(value=self.value)
+        return config
+
+
 # ---------------------------------------------------------------------- builder
 
 
@@ -455,6 +481,7 @@ _TEST_KWARGS = {
     "crosses": _TINY_CROSSES,
     "embedding_dim": 3,
     "hidden_units": (8, 4),
+    "logit_offset": 0.25,
 }
 
 
@@ -480,6 +507,7 @@ def wide_deep(
     l2: float = 0.0,
     year_boundaries: Sequence[float] = DEFAULT_YEAR_BOUNDARIES,
     year_range: tuple[float, float] = (1919.0, 2000.0),
+    logit_offset: float = 0.0,
 ) -> keras.Model:
     """Wide & Deep over MovieLens user, movie and cross features.
 
@@ -508,6 +536,11 @@ def wide_deep(
         year_boundaries: bucket boundaries of the release year for the wide part
             (the first, 1, separates "unknown year" (0) from real years).
         year_range: years mapped to 0 and 1 for the deep part (clipped).
+        logit_offset: a constant added to the logit (the training mean rating for
+            ``task="rating"``, the log-odds of the click rate for ``ctr``; see
+            :func:`base_logit`), so the trained parts learn the residual. A bias
+            initialisation would not do: FTRL-Proximal re-centres its variables
+            at 0 on its first step.
 
     Returns:
         A functional model with the inputs of the module docstring and output
@@ -595,6 +628,8 @@ def wide_deep(
         deep = keras.layers.Dense(1, use_bias=mode == "deep", name="deep_logit")(x)
         logits.append(keras.layers.Reshape((), name="deep_logit_flat")(deep))
     logit = keras.layers.Add(name="logit")(logits) if len(logits) > 1 else logits[0]
+    if logit_offset:
+        logit = AddConstant(logit_offset, name="logit_offset")(logit)
     out_name = TASK_OUTPUTS[task]
     activation_out = "sigmoid" if task == "ctr" else "linear"
     out = keras.layers.Activation(activation_out, name=out_name)(logit)
@@ -659,19 +694,11 @@ def wide_deep_trainer(
     return trainer
 
 
-def initialise_bias(model: keras.Model, labels: np.ndarray) -> float:
-    """Sets the model's global bias to the label mean (``rating``) or its
-    log-odds (``score``), so training starts from the base rate. Returns it."""
+def base_logit(labels: np.ndarray, task: str = "ctr") -> float:
+    """The ``logit_offset`` that predicts the training base rate: the log-odds of
+    the click rate (``ctr``) or the mean rating (``rating``)."""
     labels = np.asarray(labels, np.float64)
-    if "score" in model.output:
-        p = float(np.clip(labels.mean(), 1e-6, 1 - 1e-6))
-        value = float(np.log(p / (1 - p)))
-    else:
-        value = float(labels.mean())
-    names = [layer.name for layer in model.layers]
-    if "wide_bias" in names:
-        model.get_layer("wide_bias").bias.assign(value)
-    else:
-        kernel, _ = model.get_layer("deep_logit").get_weights()
-        model.get_layer("deep_logit").set_weights([kernel, np.array([value], np.float32)])
-    return value
+    if task == "rating":
+        return float(labels.mean())
+    p = float(np.clip(labels.mean(), 1e-6, 1 - 1e-6))
+    return float(np.log(p / (1 - p)))
