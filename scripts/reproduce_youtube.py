@@ -72,6 +72,27 @@ def train_mf(split, seed, *, epochs, dim, batch_size, lr, num_negatives):
     return np.asarray(scores, np.float64).reshape(len(users), n)
 
 
+def _latest_per_user(split, n):
+    """Mask of each user's latest `n` training interactions (train is sorted by
+    user, then time)."""
+    import numpy as np
+
+    starts = split.user_starts
+    users = split.train["user_id"]
+    from_end = starts[users + 1] - np.arange(len(users))  # 1 for the latest
+    return from_end <= n
+
+
+def _subset(examples, mask):
+    import dataclasses
+
+    return dataclasses.replace(
+        examples,
+        **{f.name: getattr(examples, f.name)[mask]
+           for f in dataclasses.fields(examples)},
+    )
+
+
 def run_seed(seed, data, args, log):
     import numpy as np
 
@@ -101,18 +122,39 @@ def run_seed(seed, data, args, log):
     t = time.time()
     from tfrec.data.histories import rolled_back_examples
 
-    rank_examples = rolled_back_examples(
-        split, max_length=args.max_length, max_per_user=args.ranking_per_user,
-        seed=seed,
-    )
-    negs = P.impression_negatives(cand, split, content, rank_examples,
+    scorer = cand
+    if args.ranking_holdout:
+        # The ranker learns from each user's latest `ranking_holdout` training
+        # interactions, scored by a candidate model that never saw them (as a
+        # production ranker learns from impressions of an already trained
+        # candidate generator); serving still uses `cand`, trained on everything.
+        import dataclasses
+
+        window = _latest_per_user(split, args.ranking_holdout)
+        split_a = dataclasses.replace(
+            split, train={k: v[~window] for k, v in split.train.items()}
+        )
+        scorer = P.train_candidate(
+            split_a, content, rolled_back_examples(split_a, max_length=args.max_length),
+            model_kwargs={"embedding_dim": args.embedding_dim,
+                          "hidden_units": tuple(args.candidate_units)},
+            epochs=args.candidate_epochs, batch_size=args.batch_size,
+            learning_rate=args.lr, num_sampled=args.num_sampled, seed=seed,
+        )
+        rank_examples = _subset(examples, window)
+    else:
+        rank_examples = rolled_back_examples(
+            split, max_length=args.max_length, max_per_user=args.ranking_per_user,
+            seed=seed,
+        )
+    negs = P.impression_negatives(scorer, split, content, rank_examples,
                                   num_negatives=args.ranking_negatives, seed=seed)
     rank = P.train_ranking(
         split, content, rank_examples,
         model_kwargs={"hidden_units": tuple(args.ranking_units)},
         epochs=args.ranking_epochs, batch_size=args.ranking_batch_size,
         learning_rate=args.lr, num_negatives=args.ranking_negatives,
-        negatives=negs, candidate_model=cand if args.candidate_score else None,
+        negatives=negs, candidate_model=scorer if args.candidate_score else None,
         seed=seed,
     )
     pipe = P.pipeline_scores(cand_scores, split, req, tables, P.keras_fn(rank),
@@ -121,6 +163,8 @@ def run_seed(seed, data, args, log):
     out["youtube_pipeline"]["seconds"] = round(time.time() - t, 1)
     log(f"seed {seed} pipeline {out['youtube_pipeline']}")
 
+    if "mv_dnn" in args.skip:
+        return _finish(out, cand, rank, tables, seed, args, log)
     t = time.time()
     mv = P.train_mv_dnn(
         split, content, examples,
@@ -139,12 +183,19 @@ def run_seed(seed, data, args, log):
     out["mv_dnn"]["seconds"] = round(time.time() - t, 1)
     log(f"seed {seed} mv_dnn {out['mv_dnn']}")
 
+    if "mf" in args.skip:
+        return _finish(out, cand, rank, tables, seed, args, log)
     t = time.time()
     mf_scores = train_mf(split, seed, epochs=args.mf_epochs, dim=args.mf_dim,
                          batch_size=2048, lr=args.mf_lr, num_negatives=4)
     out["mf"] = _pick(P.evaluate_scores(mf_scores, split, KS))
     out["mf"]["seconds"] = round(time.time() - t, 1)
     log(f"seed {seed} mf {out['mf']}")
+    return _finish(out, cand, rank, tables, seed, args, log)
+
+
+def _finish(out, cand, rank, tables, seed, args, log):
+    from tfrec import pipeline as P
 
     if args.export and seed == args.seeds[0]:
         from export.pipeline import export_youtube_pipeline
@@ -241,6 +292,11 @@ def main(argv=None):
     p.add_argument("--ranking-negatives", type=int, default=4)
     p.add_argument("--ranking-per-user", type=int, default=20,
                    help="rolled-back ranking examples kept per user")
+    p.add_argument("--ranking-holdout", type=int, default=0,
+                   help="train the ranker on each user's latest N training "
+                   "interactions, scored by a candidate model trained without them")
+    p.add_argument("--skip", nargs="*", default=[], choices=["mv_dnn", "mf"],
+                   help="models not to run")
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--no-candidate-score", dest="candidate_score",
                    action="store_false",
@@ -321,6 +377,18 @@ def main(argv=None):
         f"builder default) trained on {args.ranking_per_user} rolled-back examples "
         "per user (the paper also fixes the examples per user).",
     ]
+    if args.ranking_holdout:
+        deviations[-1] = (
+            f"Scaled to this machine: {args.candidate_epochs} candidate, "
+            f"{args.ranking_epochs} ranking and {args.mv_epochs} MV-DNN epochs; "
+            f"ranking tower {args.ranking_units}. The ranker is trained on each "
+            f"user's latest {args.ranking_holdout} training interactions, with "
+            "impressions and candidate scores from a second candidate model trained "
+            "without them (so the scores it learns from are not memorised ones); "
+            "serving uses the candidate model trained on all training data."
+        )
+    if not args.candidate_score:
+        deviations.append("The ranker does not see the candidate score.")
 
     def write():
         report = {
