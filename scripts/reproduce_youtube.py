@@ -208,7 +208,8 @@ def _finish(out, cand, rank, tables, seed, args, log):
 
 
 def summarise(runs, popularity):
-    models = ["youtube_candidate", "youtube_pipeline", "mv_dnn", "mf"]
+    models = ["youtube_candidate", "youtube_pipeline", "youtube_pipeline_holdout",
+              "mv_dnn", "mf"]
     table = {"popularity": {k: {"mean": v, "std": 0.0} for k, v in popularity.items()}}
     for m in models:
         rows = [r[m] for r in runs if m in r]
@@ -245,6 +246,8 @@ def markdown(report):
         "youtube_candidate": "YouTube candidate generation",
         "youtube_pipeline": f"YouTube two-stage (top {report['settings']['candidates']}"
         " candidates re-ranked)",
+        "youtube_pipeline_holdout": "YouTube two-stage, ranker trained on held-out "
+        "latest interactions",
         "mv_dnn": "MV-DNN (genres, title, era views)",
     }
     for model, values in report["results"].items():
@@ -297,6 +300,9 @@ def main(argv=None):
                    "interactions, scored by a candidate model trained without them")
     p.add_argument("--skip", nargs="*", default=[], choices=["mv_dnn", "mf"],
                    help="models not to run")
+    p.add_argument("--append", action="store_true",
+                   help="add this run's pipeline as `youtube_pipeline_holdout` "
+                   "(with --ranking-holdout) to an existing report")
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--no-candidate-score", dest="candidate_score",
                    action="store_false",
@@ -353,6 +359,12 @@ def main(argv=None):
 
     runs = []
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "export_dir")}
+    previous = None
+    if args.append:
+        import json
+
+        previous = json.loads(Path(f"{args.out}.json").read_text())
+        runs = previous["runs"]
     protocol_text = (
         "each user's latest interaction is the test next item"
         if args.protocol == "last"
@@ -391,6 +403,20 @@ def main(argv=None):
         deviations.append("The ranker does not see the candidate score.")
 
     def write():
+        if previous is not None:
+            report = dict(previous)
+            report["runs"] = runs
+            report["results"] = summarise(runs, popularity)
+            report["settings_holdout_variant"] = settings
+            if deviations[-1] not in report["deviations"]:
+                report["deviations"] = report["deviations"] + [deviations[-1]]
+            report["seconds"] = previous["seconds"] + time.time() - started
+            atomic_write_json(f"{args.out}.json", report)
+            md = Path(f"{args.out}.md")
+            tmp = md.with_name(f".{md.name}.tmp")
+            tmp.write_text(markdown(report))
+            os.replace(tmp, md)
+            return
         report = {
             "paper": "Covington et al. 2016; Elkahky et al. 2015",
             "dataset": "movielens-100k",
@@ -418,7 +444,14 @@ def main(argv=None):
         os.replace(tmp, md)
 
     for seed in args.seeds:
-        runs.append(run_seed(seed, data, args, log))
+        out = run_seed(seed, data, args, log)
+        if previous is not None:
+            target = next((r for r in runs if r["seed"] == seed), None)
+            if target is None:
+                raise SystemExit(f"--append: seed {seed} is not in {args.out}.json")
+            target["youtube_pipeline_holdout"] = out["youtube_pipeline"]
+        else:
+            runs.append(out)
         write()
         log(f"wrote {args.out}.json/.md after seed {seed}")
     return 0
