@@ -36,9 +36,11 @@ from the other features alone. Left and right padding give identical results.
 
 Deviations from the paper (data-driven):
 
-* no impressions exist in MovieLens: ranking negatives are sampled from the
-  catalogue in proportion to popularity (a stand-in for "impressed but not
-  watched"), and the rating stands in for watch time;
+* no impressions exist in MovieLens: ranking negatives stand in for "impressed
+  but not watched" - items the candidate generator ranks in its top 100 for the
+  rolled-back request that the user never watched
+  (:func:`tfrec.pipeline.impression_negatives`), or by default items drawn in
+  proportion to popularity - and the rating stands in for watch time;
 * the softmax has no bias term, so serving by dot product ranks exactly as the
   trained softmax does;
 * search tokens are replaced by the genre bag of the watched movies.
