@@ -59,6 +59,15 @@ def test_per_user_time_split_holds_out_the_latest_interaction():
     assert split.train["timestamp"].tolist() == [100, 100, 200, 50, 60, 70]
 
 
+def test_unknown_raw_ids_are_rejected_with_the_ids():
+    split = time_split(_toy())
+    np.testing.assert_array_equal(split.encode_items([14, 10]), [3, 0])
+    with pytest.raises(DataError, match=r"unknown raw item id.*\[13\]"):
+        split.encode_items([10, 13])
+    with pytest.raises(DataError, match="unknown raw user"):
+        split.encode_users([4])
+
+
 def test_global_time_split_uses_a_cutoff():
     split = time_split(_toy(), test_fraction=0.25)
     assert split.cutoff is not None
