@@ -668,20 +668,21 @@ class YouTubePipeline:
                      rank=keras_fn(self.ranking_model), k=k, now=now)
 
     def example_requests(self, batch_size, rng, *, stage="candidate"):
-        """Real requests for random users (export parity inputs); ranking rows
-        carry the candidate model's real score of a random candidate."""
+        """Real requests for random users (export parity inputs); each ranking
+        row is one of the user's retrieved candidates with its retrieval score."""
         users = rng.integers(0, self.tables.num_users, batch_size)
         hist, htime = self.tables.histories(users)
         demo = self.tables.demographics(users)
         if stage == "candidate":
             return candidate_features(hist, self.tables.item_genres, demo)
-        from tfrec.models.youtube import item_table
-
-        cand = rng.integers(0, self.tables.num_items, batch_size)
+        # One retrieved candidate per row, with its retrieval score: the range
+        # of inputs (and of the odds) the ranking model sees when serving.
+        index = self.retrieval_index()
+        out = index(candidate_features(hist, self.tables.item_genres, demo))
+        pick = rng.integers(0, index.k, batch_size)[:, None]
+        cand = np.take_along_axis(out["item_ids"], pick, axis=1)[:, 0]
+        scores = np.take_along_axis(out["scores"], pick, axis=1)[:, 0]
         now = np.full(batch_size, int(self.tables.times.max()) + 1)
-        tower = self.candidate_model.get_layer("query_tower")
-        query = keras_fn(tower)(candidate_features(hist, self.tables.item_genres, demo))
-        scores = (query["query_embedding"] * item_table(self.candidate_model)[cand]).sum(1)
         feats = ranking_features(hist, htime, now, cand, self.tables.item_genres, demo,
                                  candidate_scores=scores)
         return _select(feats, self.ranking_model.input)
