@@ -293,7 +293,7 @@ def autorec(
     hidden_units: Sequence[int] = (500,),
     activation: str = "sigmoid",
     output_activation: str = "linear",
-    l2: float = 1.0,
+    l2: float = 200.0,
     dropout: float = 0.0,
 ) -> keras.Model:
     """AutoRec: reconstructs a partially observed rating vector.
@@ -313,7 +313,11 @@ def autorec(
         activation: hidden activation ``g`` (the paper: sigmoid).
         output_activation: output activation ``f`` (the paper: identity).
         l2: lambda of the weight penalty ``lambda/2 * ||W||^2`` on every kernel
-            (biases are not penalised, as in the paper).
+            (biases are not penalised, as in the paper), relative to the data
+            loss summed over all training vectors (train with
+            ``ReconstructionTrainer(num_vectors=N)``). The default is the value
+            reproducing I-AutoRec on ML-1M (the paper tuned lambda per data set;
+            U-AutoRec on ML-1M used 400, ML-100K 100).
         dropout: dropout after each hidden layer (not in the paper; 0).
 
     Returns:
