@@ -259,11 +259,17 @@ def export_model(
 
 
 def _out_of_vocabulary_batch(batch: Mapping[str, np.ndarray]) -> dict | None:
-    """A copy of ``batch`` whose integer ``*_id`` inputs start with -1 and 10**12."""
+    """A copy of ``batch`` whose integer ``*_id`` inputs start with -1 and 10**12
+    and whose string inputs start with a value outside every vocabulary."""
     out, changed = {}, False
     for name, value in batch.items():
         value = np.array(value)
-        if (
+        if value.dtype.kind in "OUS" and value.size >= 1:
+            # String features: a value no vocabulary holds goes to the OOV bucket.
+            value = value.astype(object)
+            value.reshape(-1)[0] = "<tfrec-unknown-value>"
+            changed = True
+        elif (
             name.endswith("_id")
             and np.issubdtype(value.dtype, np.integer)
             and value.size >= 2
@@ -301,9 +307,12 @@ def _convert_to_onnx(saved_model_dir: Path, onnx_path: Path, ins, outs, opset) -
     def serve(*args):
         return signature(**dict(zip(names, args, strict=True)))
 
-    proto, _ = tf2onnx.convert.from_function(
-        serve, input_signature=specs, opset=opset, output_path=str(onnx_path)
-    )
+    if _uses_lookup_tables(signature):
+        proto = _convert_with_tables(saved_model_dir, onnx_path, opset)
+    else:
+        proto, _ = tf2onnx.convert.from_function(
+            serve, input_signature=specs, opset=opset, output_path=str(onnx_path)
+        )
     got_in = sorted(i.name for i in proto.graph.input)
     got_out = sorted(o.name for o in proto.graph.output)
     want_out = sorted(s["name"] for s in outs)
@@ -312,6 +321,49 @@ def _convert_to_onnx(saved_model_dir: Path, onnx_path: Path, ins, outs, opset) -
             f"ONNX graph names differ from the model's: inputs {got_in} vs {sorted(names)},"
             f" outputs {got_out} vs {want_out}."
         )
+
+
+def _uses_lookup_tables(concrete_function) -> bool:
+    """Whether the graph (or a function it calls) looks up a vocabulary table
+    (``StringLookup`` and friends)."""
+    graph_def = concrete_function.graph.as_graph_def()
+    ops = {n.op for n in graph_def.node}
+    for fn in graph_def.library.function:
+        ops.update(n.op for n in fn.node_def)
+    return any(op.startswith("LookupTableFind") for op in ops)
+
+
+def _convert_with_tables(saved_model_dir: Path, onnx_path: Path, opset: int):
+    """Converts ``serving_default`` through tf2onnx's SavedModel loader, which
+    (unlike ``from_function``) recovers the contents of vocabulary tables, so a
+    string ``StringLookup`` becomes an ONNX-ML ``CategoryMapper``. This is the path
+    of ``python -m tf2onnx.convert --saved-model``."""
+    import tensorflow as tf
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common
+
+    graph_def, inputs, outputs, tables, renames = tf_loader.from_saved_model(
+        str(saved_model_dir),
+        None,
+        None,
+        tag="serve",
+        signatures=["serving_default"],
+        return_initialized_tables=True,
+        return_tensors_to_rename=True,
+    )
+    with tf.device("/cpu:0"):
+        proto, _ = _convert_common(
+            graph_def,
+            name="serving_default",
+            opset=opset,
+            input_names=inputs,
+            output_names=outputs,
+            initialized_tables=tables,
+            tensors_to_rename=renames,
+            output_path=str(onnx_path),
+            continue_on_error=False,
+        )
+    return proto
 
 
 def load_manifest(version_dir: str | os.PathLike) -> dict:

@@ -109,10 +109,18 @@ def _merge(reports: Sequence[dict]) -> dict:
     }
 
 
+def as_input_dtype(value, dtype: str) -> np.ndarray:
+    """``value`` as the array a runtime takes for a spec dtype; ``string`` inputs
+    become object arrays of ``str`` (what onnxruntime and TF both accept)."""
+    if dtype == "string":
+        arr = np.asarray(value, dtype=object)
+        flat = [v.decode("utf-8") if isinstance(v, bytes) else v for v in arr.flat]
+        return np.array(flat, dtype=object).reshape(arr.shape)
+    return np.asarray(value, dtype=dtype)
+
+
 def _cast_inputs(batch: Mapping[str, np.ndarray], input_specs) -> dict[str, np.ndarray]:
-    return {
-        s["name"]: np.asarray(batch[s["name"]], dtype=s["dtype"]) for s in input_specs
-    }
+    return {s["name"]: as_input_dtype(batch[s["name"]], s["dtype"]) for s in input_specs}
 
 
 def check_parity(

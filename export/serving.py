@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from export.artifact import ONNX_FILE, ExportError, load_manifest
+from export.parity import as_input_dtype
 
 
 def latest_version(model_dir: str | os.PathLike) -> Path:
@@ -92,7 +93,18 @@ class ExportedModel:
         batch = None
         for name, spec in self.input_specs.items():
             value = np.asarray(feed[name])
-            want = np.dtype(spec["dtype"])
+            if spec["dtype"] == "string":
+                if value.dtype.kind not in "OUS" or not all(
+                    isinstance(v, (str, bytes)) for v in value.flat
+                ):
+                    raise TypeError(
+                        f"Input {name!r} must hold strings; received dtype "
+                        f"{value.dtype.name}. Pass the raw values as str."
+                    )
+                value = as_input_dtype(value, "string")
+                want = value.dtype
+            else:
+                want = np.dtype(spec["dtype"])
             if value.dtype != want:
                 same_kind = (
                     np.issubdtype(value.dtype, np.integer)

@@ -6,6 +6,7 @@
     tfrec evaluate RUN_DIR             re-evaluate a finished run
     tfrec export RUN_DIR               SavedModel + ONNX + parity into saved_models/
     tfrec recommend --run DIR | --artifact DIR --user RAW_ID
+    tfrec recommend --pipeline youtube --artifact DIR --user RAW_ID
 
 Model keyword arguments follow the options, as ``--embedding-dim 16`` or
 ``--hidden-units 64,32,16``. Failures exit non-zero with a one-line reason.
@@ -178,6 +179,8 @@ def cmd_recommend(args) -> int:
 
     from tfrec.training import feed_scorer, keras_scorer
 
+    if args.pipeline:
+        return _recommend_pipeline(args)
     if bool(args.run) == bool(args.artifact):
         raise ValueError("Give exactly one of --run DIR or --artifact DIR.")
     if args.k < 1:
@@ -228,6 +231,33 @@ def cmd_recommend(args) -> int:
     for rank, idx in enumerate(top, start=1):
         title = f"  {names[idx]}" if names else ""
         print(f"  {rank:>2}. item {items[idx]:<6} score={scores[idx]:.4f}{title}")
+    return 0
+
+
+def _recommend_pipeline(args) -> int:
+    """``recommend --pipeline youtube``: candidate index, then ranking model."""
+    if not args.artifact or args.run:
+        raise ValueError(
+            "--pipeline youtube needs --artifact saved_models/youtube[/<version>] "
+            "(a pipeline export) and no --run."
+        )
+    if args.k < 1:
+        raise ValueError(f"--k must be a positive int. Received: {args.k}")
+    from export.pipeline import ExportedPipeline
+
+    pipe = ExportedPipeline(args.artifact, runtime=args.runtime)
+    recs = pipe.recommend(args.user, k=args.k)
+    k_cand = next(s["k"] for s in pipe.manifest["stages"] if s["stage"] == "candidate")
+    print(
+        f"Top-{args.k} for user {args.user} from {pipe.path} ({args.runtime}): "
+        f"{k_cand} candidates retrieved, seen items dropped, ranked by odds:"
+    )
+    for rank, rec in enumerate(recs, start=1):
+        title = f"  {rec['title']}" if rec["title"] else ""
+        print(
+            f"  {rank:>2}. item {rec['item_id']:<6} odds={rec['odds']:.4f} "
+            f"p={rec['score']:.4f}{title}"
+        )
     return 0
 
 
@@ -288,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--user", required=True, help="raw user id, as in the data set")
     r.add_argument("--k", type=int, default=10)
     r.add_argument("--include-seen", action="store_true")
+    r.add_argument(
+        "--pipeline",
+        default=None,
+        choices=["youtube"],
+        help="run a two-stage pipeline export (retrieve, then rank)",
+    )
     return parser
 
 

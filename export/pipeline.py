@@ -1,0 +1,269 @@
+"""Export of a retrieval index (a ``tf.Module``) and of two-stage pipelines.
+
+* :func:`export_module` writes a ``tf.Module`` with a ``serve`` ``tf.function``
+  (for example :class:`tfrec.retrieval.RetrievalIndex`, the TFRS top-K index) in
+  the same versioned layout as :func:`export.artifact.export_model`: SavedModel
+  with signature ``serving_default``, ``model.onnx`` converted from that
+  signature, and a ``manifest.json`` with the same parity report
+  (:func:`export.parity.check_parity`: TF1 loader vs the module at 1e-6, ONNX
+  vs the module at the given tolerance, two batch sizes).
+* :func:`export_youtube_pipeline` writes the candidate index and the ranking
+  model as two artifacts plus ``saved_models/<name>/<version>/pipeline.json``,
+  the manifest that says how they chain, and the lookup tables the chaining
+  needs (vocabularies, item genres, demographics, training histories).
+* :class:`ExportedPipeline` runs a pipeline export with onnxruntime or the
+  SavedModels (TF1 loader), for ``tfrec recommend --pipeline youtube``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from export.artifact import (
+    _HOST,
+    _TMP_PREFIX,
+    MANIFEST,
+    ONNX_FILE,
+    ONNX_OPSET,
+    PARITY_BATCH_SIZES,
+    ExportError,
+    _clean_stale_tmp,
+    _convert_to_onnx,
+    _versions,
+    export_model,
+    next_version,
+)
+from tfrec.io import atomic_write_json
+
+PIPELINE_FILE = "pipeline.json"
+
+
+def _module_specs(module) -> list[dict]:
+    return [
+        {
+            "name": name,
+            "dtype": spec.dtype.name,
+            "shape": [None if d is None else int(d) for d in spec.shape],
+        }
+        for name, spec in sorted(module.input_specs.items())
+    ]
+
+
+def export_module(
+    module,
+    name: str,
+    *,
+    base_dir: str | os.PathLike = "saved_models",
+    version: int | None = None,
+    example_inputs: Callable[[int, np.random.Generator], Mapping[str, np.ndarray]],
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    tolerance_reason: str = "",
+    model_config: Mapping | None = None,
+    extra_files: Mapping[str, str | os.PathLike] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Exports a ``tf.Module`` with ``serve``, ``input_specs`` and ``__call__``.
+
+    ``module(feed)`` must return a dict of numpy arrays (the reference), and
+    ``module.serve`` must be a ``tf.function`` taking one dict of tensors.
+    Returns the new version folder; raises `ExportError` (nothing written) when
+    conversion or parity fails.
+    """
+    import tensorflow as tf
+
+    from export.parity import check_parity, load_saved_model_tf1
+
+    model_dir = Path(base_dir) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale_tmp(model_dir)
+    version = int(version) if version is not None else next_version(model_dir)
+    final = model_dir / str(version)
+    if final.exists():
+        raise ExportError(f"Version {final} already exists; pick another version.")
+    ins = _module_specs(module)
+    rng = np.random.default_rng(seed)
+    batches = [dict(example_inputs(int(b), rng)) for b in PARITY_BATCH_SIZES]
+    sample = module(batches[0])
+    outs = [
+        {"name": k, "dtype": str(np.asarray(v).dtype),
+         "shape": [None] + list(np.asarray(v).shape[1:])}
+        for k, v in sorted(sample.items())
+    ]
+    tmp = Path(
+        tempfile.mkdtemp(
+            prefix=f"{_TMP_PREFIX}{version}-{_HOST}-{os.getpid()}-", dir=model_dir
+        )
+    )
+    try:
+        started = time.time()
+        tf.saved_model.save(
+            module,
+            str(tmp),
+            signatures={"serving_default": module.serve.get_concrete_function()},
+        )
+        _convert_to_onnx(tmp, tmp / ONNX_FILE, ins, outs, ONNX_OPSET)
+        for rel, src in (extra_files or {}).items():
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        report = check_parity(
+            module,
+            saved_model_dir=tmp,
+            onnx_path=tmp / ONNX_FILE,
+            batches=batches,
+            input_specs=ins,
+            output_specs=outs,
+            atol=atol,
+            rtol=rtol,
+        )
+        report["tolerance"] = {"atol": atol, "rtol": rtol, "reason": tolerance_reason}
+        report["batch_sizes"] = list(PARITY_BATCH_SIZES)
+        report["batches"] = len(batches)
+        manifest = {
+            "name": name,
+            "version": version,
+            "created_unix": int(time.time()),
+            "export_seconds": round(time.time() - started, 2),
+            "model": dict(model_config or {}),
+            "keras_model_name": getattr(module, "name", type(module).__name__),
+            "inputs": ins,
+            "outputs": outs,
+            "signature": "serving_default",
+            "onnx": {"file": ONNX_FILE, "opset": ONNX_OPSET},
+            "oov_policy": (
+                "history ids outside [0, num_items) are ignored (masked mean); "
+                "identically in TF and ONNX"
+            ),
+            "versions": _versions(),
+            "files": sorted(
+                str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
+            )
+            + [MANIFEST],
+            "parity": report,
+        }
+        atomic_write_json(tmp / MANIFEST, manifest)
+        if not (report["onnx"]["passed"] and report["saved_model"]["passed"]):
+            raise ExportError(f"Parity check failed; no version written: {report}")
+        load_saved_model_tf1(tmp).close()
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, final)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, ExportError) or not isinstance(err, Exception):
+            raise
+        raise ExportError(f"Export of {name!r} failed: {type(err).__name__}: {err}") from err
+    return final
+
+
+def export_youtube_pipeline(
+    pipeline,
+    *,
+    base_dir: str | os.PathLike = "saved_models",
+    name: str = "youtube",
+    version: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Exports a trained :class:`tfrec.pipeline.YouTubePipeline`.
+
+    Writes ``<base>/<name>_candidate_index/<v>`` (query tower + TFRS index, k
+    fixed at export), ``<base>/<name>_ranking/<v>`` (ranking model) and
+    ``<base>/<name>/<v>/`` holding ``pipeline.json`` and ``tables.npz``.
+    Returns the pipeline folder.
+    """
+    from tfrec.registry import model_info
+
+    pipe_dir = Path(base_dir) / name
+    version = int(version) if version is not None else next_version(pipe_dir)
+    index = pipeline.retrieval_index()
+    rng_inputs = pipeline.example_requests
+    cand = export_module(
+        index,
+        f"{name}_candidate_index",
+        base_dir=base_dir,
+        version=version,
+        example_inputs=lambda b, r: rng_inputs(b, r, stage="candidate"),
+        atol=1e-5,
+        rtol=1e-5,
+        tolerance_reason="float32 query tower and dot products; ids must match",
+        model_config={"registry_name": "youtube_candidate", "k": index.k},
+        seed=seed,
+    )
+    info = model_info("youtube_ranking")
+    rank = export_model(
+        pipeline.ranking_model,
+        f"{name}_ranking",
+        base_dir=base_dir,
+        version=version,
+        example_inputs=lambda b, r: rng_inputs(b, r, stage="ranking"),
+        atol=info.parity.atol,
+        rtol=info.parity.rtol,
+        tolerance_reason=info.parity.reason,
+        model_config={"registry_name": "youtube_ranking"},
+        seed=seed,
+    )
+    final = pipe_dir / str(version)
+    if final.exists():
+        raise ExportError(f"Version {final} already exists; pick another version.")
+    pipe_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{version}-", dir=pipe_dir))
+    try:
+        pipeline.save_tables(tmp / "tables.npz")
+        atomic_write_json(
+            tmp / PIPELINE_FILE,
+            pipeline.chain_manifest(
+                candidate_artifact=os.path.relpath(cand, final),
+                ranking_artifact=os.path.relpath(rank, final),
+            ),
+        )
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+class ExportedPipeline:
+    """Runs an exported two-stage pipeline (``pipeline.json``) end to end."""
+
+    def __init__(self, path: str | os.PathLike, *, runtime: str = "onnx"):
+        import json
+
+        from export.serving import ExportedModel, resolve_version_dir
+        from tfrec.pipeline import PipelineTables
+
+        self.path = resolve_version_dir(path)
+        manifest_path = self.path / PIPELINE_FILE
+        if not manifest_path.is_file():
+            raise ExportError(
+                f"{manifest_path} is missing: {self.path} is not a pipeline export "
+                "(export one with scripts/reproduce_youtube.py --export)."
+            )
+        self.manifest = json.loads(manifest_path.read_text())
+        stages = {s["stage"]: s for s in self.manifest["stages"]}
+        self.candidate = ExportedModel(
+            (self.path / stages["candidate"]["artifact"]).resolve(), runtime=runtime
+        )
+        self.ranking = ExportedModel(
+            (self.path / stages["ranking"]["artifact"]).resolve(), runtime=runtime
+        )
+        self.tables = PipelineTables.load(self.path / "tables.npz", self.manifest)
+
+    def recommend(self, raw_user_id, k: int = 10) -> list[dict]:
+        from tfrec.pipeline import chain
+
+        return chain(
+            self.tables,
+            raw_user_id,
+            retrieve=self.candidate,
+            rank=self.ranking,
+            k=k,
+        )

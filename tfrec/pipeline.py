@@ -1,0 +1,734 @@
+"""YouTube's two-stage pipeline: retrieve candidates, then rank them.
+
+Covington et al. (RecSys 2016, Fig. 2): candidate generation narrows the corpus
+to hundreds of items by nearest-neighbour search of the user vector; the
+ranking network scores each (user, candidate) pair with richer features and
+the top of its ordering (by the expected-watch-time odds) is shown.
+
+This module holds the chaining logic, independent of the runtime:
+
+* :class:`PipelineTables`: what a request needs besides the models - the
+  user/item vocabularies, training histories with times, item genres and
+  demographics (saved beside an export as ``tables.npz``);
+* :func:`candidate_features` / :func:`ranking_features`: the two stages'
+  input dicts for a batch of users (history rolled back to the request time);
+* :func:`chain`: one user through ``retrieve`` and ``rank`` callables (Keras
+  models, a :class:`tfrec.retrieval.RetrievalIndex`, or exported artifacts);
+* training glue (:func:`train_candidate`, :func:`train_ranking`,
+  :func:`train_mv_dnn`) and evaluation on a :class:`~tfrec.data.histories.TimeSplit`
+  (:func:`evaluate_scores`, :func:`evaluate_pipeline`).
+
+Request time: the time the request is served; it bounds the history (only
+strictly earlier interactions) and sets ``days_since_same_genre``. The
+``example_age`` of a served request is 0, as the paper prescribes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from tfrec.data.datasets import DataError
+from tfrec.data.histories import (
+    PAD,
+    SECONDS_PER_DAY,
+    ContentTables,
+    HistoryExamples,
+    TimeSplit,
+    days_since_same_genre,
+    examples_dataset,
+    history_mean,
+    rolled_back_examples,
+)
+from tfrec.evaluation import ranking_metrics
+
+RankFn = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+
+@dataclass
+class PipelineTables:
+    """Everything besides the models that a request needs, by index.
+
+    Attributes:
+        user_ids, item_ids: raw ids of the user and item indices.
+        item_names: titles ("" when unknown).
+        indptr, items, times: each user's training interactions in time order
+            (CSR: ``items[indptr[u]:indptr[u+1]]``).
+        item_genres: ``[num_items, G]``.
+        user_gender, user_age, user_occupation: ``[num_users]`` codes.
+        max_length: history window.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    item_names: np.ndarray
+    indptr: np.ndarray
+    items: np.ndarray
+    times: np.ndarray
+    item_genres: np.ndarray
+    user_gender: np.ndarray
+    user_age: np.ndarray
+    user_occupation: np.ndarray
+    max_length: int = 50
+
+    _KEYS = ("user_ids", "item_ids", "item_names", "indptr", "items", "times",
+             "item_genres", "user_gender", "user_age", "user_occupation")
+
+    @classmethod
+    def from_split(cls, split: TimeSplit, content: ContentTables, *,
+                   max_length: int = 50, item_names=None) -> PipelineTables:
+        names = np.array(
+            item_names if item_names is not None else [""] * split.num_items,
+            dtype=str,
+        )
+        return cls(
+            user_ids=split.user_ids,
+            item_ids=split.item_ids,
+            item_names=names,
+            indptr=split.user_starts,
+            items=split.train["item_id"],
+            times=split.train["timestamp"],
+            item_genres=content.item_genres,
+            user_gender=content.user_gender,
+            user_age=content.user_age,
+            user_occupation=content.user_occupation,
+            max_length=int(max_length),
+        )
+
+    @property
+    def num_users(self) -> int:
+        return int(len(self.user_ids))
+
+    @property
+    def num_items(self) -> int:
+        return int(len(self.item_ids))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes ``tables.npz`` (atomically: temporary file, then rename)."""
+        path = os.fspath(path)
+        tmp = f"{path}.tmp.npz"
+        np.savez(tmp, **{k: getattr(self, k) for k in self._KEYS},
+                 max_length=np.int64(self.max_length))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, manifest: Mapping | None = None):
+        if not os.path.isfile(path):
+            raise DataError(f"{path} is missing; re-export the pipeline.")
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in cls._KEYS if k not in z.files]
+            if missing:
+                raise DataError(f"{path} lacks arrays {missing}; re-export.")
+            data = {k: z[k] for k in cls._KEYS}
+            data["max_length"] = int(z["max_length"])
+        return cls(**data)
+
+    def encode_user(self, raw_user_id) -> int:
+        try:
+            raw = int(raw_user_id)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"User ids are integers; received {raw_user_id!r}."
+            ) from None
+        pos = int(np.searchsorted(self.user_ids, raw))
+        if pos >= len(self.user_ids) or self.user_ids[pos] != raw:
+            raise DataError(
+                f"Unknown user {raw_user_id!r}: not in the training vocabulary "
+                f"({len(self.user_ids)} users, ids {self.user_ids[0]}.."
+                f"{self.user_ids[-1]})."
+            )
+        return pos
+
+    def histories(self, users, now=None) -> tuple[np.ndarray, np.ndarray]:
+        """Left-padded ``(item_history, history_timestamp)`` before ``now``."""
+        users = np.asarray(users, np.int64)
+        L = self.max_length
+        hist = np.full((len(users), L), PAD, np.int64)
+        htime = np.zeros((len(users), L), np.int64)
+        for row, u in enumerate(users):
+            a, b = self.indptr[u], self.indptr[u + 1]
+            if now is not None:
+                t = np.broadcast_to(np.asarray(now), users.shape)[row]
+                b = a + np.searchsorted(self.times[a:b], t)
+            a = max(a, b - L)
+            n = b - a
+            if n:
+                hist[row, L - n:] = self.items[a:b]
+                htime[row, L - n:] = self.times[a:b]
+        return hist, htime
+
+    def seen(self, user: int) -> np.ndarray:
+        return np.unique(self.items[self.indptr[user]:self.indptr[user + 1]])
+
+    def demographics(self, users) -> dict[str, np.ndarray]:
+        users = np.asarray(users, np.int64)
+        return {
+            "user_gender": self.user_gender[users],
+            "user_age": self.user_age[users],
+            "user_occupation": self.user_occupation[users],
+        }
+
+
+def candidate_features(hist, item_genres, demographics, example_age=None):
+    """Query-tower inputs from padded histories."""
+    feats = {
+        "item_history": np.asarray(hist, np.int64),
+        "user_genres": history_mean(hist, item_genres),
+        **{k: np.asarray(v, np.int64) for k, v in demographics.items()},
+    }
+    n = len(feats["item_history"])
+    feats["example_age"] = (
+        np.zeros(n, np.float32)
+        if example_age is None
+        else np.asarray(example_age, np.float32)
+    )
+    return feats
+
+
+def ranking_features(hist, htime, now, candidates, item_genres, demographics,
+                     candidate_scores=None):
+    """Ranking inputs for ``candidates`` ``[n]`` with rows' histories ``[n, L]``
+    (``candidate_score`` included when `candidate_scores` is given)."""
+    candidates = np.asarray(candidates, np.int64)
+    valid = (candidates >= 0) & (candidates < len(item_genres))
+    cand_genres = np.where(
+        valid[:, None], item_genres[np.where(valid, candidates, 0)], 0.0
+    ).astype(np.float32)
+    extra = {}
+    if candidate_scores is not None:
+        extra["candidate_score"] = np.asarray(candidate_scores, np.float32).reshape(-1)
+    return {
+        **extra,
+        "item_id": candidates,
+        "item_history": np.asarray(hist, np.int64),
+        "item_genres": cand_genres,
+        "days_since_same_genre": days_since_same_genre(
+            hist, htime, now, cand_genres, item_genres
+        ),
+        **{k: np.asarray(v, np.int64) for k, v in demographics.items()},
+    }
+
+
+def _feed_for(fn, feed: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    """The columns of ``feed`` that ``fn`` takes (when it declares its inputs)."""
+    specs = getattr(fn, "input_specs", None)
+    return _select(feed, specs) if specs is not None else feed
+
+
+def _select(feed: Mapping[str, np.ndarray], names) -> dict[str, np.ndarray]:
+    missing = sorted(set(names) - set(feed))
+    if missing:
+        raise ValueError(f"Missing feature columns {missing}; expected {sorted(names)}.")
+    return {k: feed[k] for k in names}
+
+
+def chain(
+    tables: PipelineTables,
+    raw_user_id,
+    *,
+    retrieve: RankFn,
+    rank: RankFn,
+    k: int = 10,
+    now: int | None = None,
+) -> list[dict]:
+    """Recommends ``k`` items to one user: retrieve, drop seen items, rank.
+
+    Args:
+        tables: lookup tables.
+        raw_user_id: the user's raw id (unknown ids raise `DataError`).
+        retrieve: ``feed -> {"item_ids": [1, K], "scores": [1, K]}`` (the
+            candidate index).
+        rank: ``feed -> {"odds": [C], "score": [C]}`` (the ranking model).
+        k: results.
+        now: request time (default: after all training data).
+
+    Returns:
+        Up to ``k`` dicts ``{"item_id" (raw), "title", "odds", "score",
+        "retrieval_score"}`` ordered by ``odds``, descending.
+    """
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"`k` must be a positive int. Received: k={k!r}")
+    user = tables.encode_user(raw_user_id)
+    hist, htime = tables.histories([user], now)
+    demo = tables.demographics([user])
+    out = retrieve(_feed_for(retrieve, candidate_features(hist, tables.item_genres,
+                                                          demo)))
+    ids = np.asarray(out["item_ids"]).reshape(-1)
+    rscores = np.asarray(out["scores"]).reshape(-1)
+    keep = (ids >= 0) & (ids < tables.num_items) & ~np.isin(ids, tables.seen(user))
+    ids, rscores = ids[keep], rscores[keep]
+    if ids.size == 0:
+        return []
+    n = ids.size
+    when = np.full(n, now if now is not None else int(tables.times.max()) + 1)
+    feats = ranking_features(
+        np.repeat(hist, n, 0), np.repeat(htime, n, 0), when, ids,
+        tables.item_genres, {kk: np.repeat(v, n) for kk, v in demo.items()},
+        candidate_scores=rscores,
+    )
+    ranked = rank(_feed_for(rank, feats))
+    odds = np.asarray(ranked["odds"]).reshape(-1)
+    prob = np.asarray(ranked["score"]).reshape(-1)
+    order = np.argsort(-odds, kind="stable")[:k]
+    return [
+        {
+            "item_id": int(tables.item_ids[ids[j]]),
+            "title": str(tables.item_names[ids[j]]),
+            "odds": float(odds[j]),
+            "score": float(prob[j]),
+            "retrieval_score": float(rscores[j]),
+        }
+        for j in order
+    ]
+
+
+def keras_fn(model: keras.Model, batch_size: int = 8192) -> RankFn:
+    """A Keras model as a ``feed -> dict of numpy`` callable (inputs selected)."""
+    names = list(model.input)
+
+    def fn(feed):
+        feed = _select(feed, names)
+        out = model.predict(feed, batch_size=batch_size, verbose=0)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    return fn
+
+
+# ---------------------------------------------------------------- training
+
+
+def candidate_training_data(split: TimeSplit, content: ContentTables,
+                            examples: HistoryExamples):
+    """Query-tower inputs and next-item labels of rolled-back examples."""
+    end = split.train["timestamp"].max()
+    feats = candidate_features(
+        examples.item_history,
+        content.item_genres,
+        content.demographics(examples.user_id),
+        example_age=(end - examples.timestamp) / SECONDS_PER_DAY,
+    )
+    return feats, examples.item_id
+
+
+def train_candidate(
+    split: TimeSplit,
+    content: ContentTables,
+    examples: HistoryExamples,
+    *,
+    model_kwargs: Mapping | None = None,
+    epochs: int = 10,
+    batch_size: int = 512,
+    learning_rate: float = 0.001,
+    num_sampled: int = 256,
+    seed: int = 0,
+    verbose: int = 0,
+):
+    """Trains `youtube_candidate` with sampled softmax; returns the model."""
+    from tfrec.models.youtube import SampledSoftmaxTask, youtube_candidate
+
+    keras.utils.set_random_seed(seed)
+    kw = {"num_genres": content.item_genres.shape[1], **dict(model_kwargs or {})}
+    model = youtube_candidate(split.num_items, **kw)
+    feats, labels = candidate_training_data(split, content, examples)
+    feats = _select(feats, model.get_layer("query_tower").input)
+    counts = np.bincount(split.train["item_id"], minlength=split.num_items)
+    task = SampledSoftmaxTask(
+        model, num_sampled=min(num_sampled, split.num_items - 1), unigrams=counts
+    )
+    task.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    ds = examples_dataset(feats, labels, batch_size=batch_size, seed=seed)
+    task.fit(ds, epochs=epochs, verbose=verbose)
+    return model
+
+
+def candidate_queries(candidate_model, split, content, examples) -> np.ndarray:
+    """Query embeddings of rolled-back examples as served (example age 0)."""
+    feats, labels = candidate_training_data(split, content, examples)
+    tower = candidate_model.get_layer("query_tower")
+    feats["example_age"] = np.zeros(len(labels), np.float32)
+    q = tower.predict(_select(feats, tower.input), batch_size=8192, verbose=0)
+    return np.asarray(q["query_embedding"])
+
+
+def impression_negatives(
+    candidate_model,
+    split: TimeSplit,
+    content: ContentTables,
+    examples: HistoryExamples,
+    *,
+    num_negatives: int = 4,
+    top: int = 100,
+    seed: int = 0,
+    chunk: int = 8192,
+) -> np.ndarray:
+    """Stand-in for "impressed but not watched": for each example, negatives
+    drawn uniformly from the candidate generator's top-`top` items for that
+    rolled-back request, among the items the user never watched in training
+    (so a later watch is never a negative). Returns ``[n, num_negatives]``."""
+    from tfrec.models.youtube import item_table
+
+    rng = np.random.default_rng(seed)
+    labels = examples.item_id
+    q = candidate_queries(candidate_model, split, content, examples)
+    table = item_table(candidate_model)
+    indptr, indices = split.train_csr()
+    out = np.empty((len(labels), num_negatives), np.int64)
+    for a in range(0, len(labels), chunk):
+        s = q[a:a + chunk] @ table.T
+        users = examples.user_id[a:a + chunk]
+        lengths = np.diff(indptr)[users]
+        rows = np.repeat(np.arange(len(users)), lengths)
+        cols = np.concatenate([indices[indptr[u]:indptr[u + 1]] for u in users])
+        s[rows, cols] = -np.inf  # watched at some time: not an "unwatched" impression
+        best = np.argpartition(-s, top, axis=1)[:, :top]
+        pick = rng.integers(0, top, (len(s), num_negatives))
+        out[a:a + chunk] = np.take_along_axis(best, pick, axis=1)
+    return out
+
+
+def ranking_training_data(
+    split: TimeSplit,
+    content: ContentTables,
+    examples: HistoryExamples,
+    *,
+    num_negatives: int = 4,
+    negatives: np.ndarray | None = None,
+    candidate_model=None,
+    seed: int = 0,
+):
+    """Positives (weight = rating, the watch-time proxy) plus negatives (weight
+    1), all with rolled-back features; with `candidate_model`, also the
+    ``candidate_score`` of each pair (query at the example's time . item).
+
+    ``negatives`` ``[n, num_negatives]`` gives the negatives (for example the
+    candidate generator's "impressions", :func:`impression_negatives`); by
+    default they are drawn in proportion to training popularity.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(examples)
+    if negatives is None:
+        counts = np.bincount(split.train["item_id"], minlength=split.num_items)
+        p = counts / counts.sum()
+        neg = rng.choice(split.num_items, size=(n, num_negatives), p=p)
+    else:
+        neg = np.array(negatives, np.int64)
+        if neg.shape != (n, num_negatives):
+            raise ValueError(
+                f"`negatives` must be [{n}, {num_negatives}]. Received {neg.shape}."
+            )
+    same = neg == examples.item_id[:, None]
+    neg[same] = (neg[same] + 1) % split.num_items
+    rows = np.concatenate([np.arange(n), np.repeat(np.arange(n), num_negatives)])
+    items = np.concatenate([examples.item_id, neg.reshape(-1)])
+    label = np.concatenate([np.ones(n), np.zeros(n * num_negatives)]).astype(np.float32)
+    weight = np.where(label > 0, examples.rating[rows], 1.0).astype(np.float32)
+    scores = None
+    if candidate_model is not None:
+        from tfrec.models.youtube import item_table
+
+        q = candidate_queries(candidate_model, split, content, examples)
+        scores = (q[rows] * item_table(candidate_model)[items]).sum(1)
+    feats = ranking_features(
+        examples.item_history[rows],
+        examples.history_timestamp[rows],
+        examples.timestamp[rows],
+        items,
+        content.item_genres,
+        content.demographics(examples.user_id[rows]),
+        candidate_scores=scores,
+    )
+    return feats, {"label": label, "weight": weight}
+
+
+def train_ranking(
+    split: TimeSplit,
+    content: ContentTables,
+    examples: HistoryExamples,
+    *,
+    model_kwargs: Mapping | None = None,
+    epochs: int = 5,
+    batch_size: int = 1024,
+    learning_rate: float = 0.001,
+    num_negatives: int = 4,
+    negatives: np.ndarray | None = None,
+    candidate_model=None,
+    seed: int = 0,
+    verbose: int = 0,
+):
+    """Trains `youtube_ranking` with weighted logistic regression (with the
+    ``candidate_score`` input when `candidate_model` is given)."""
+    from tfrec.models.youtube import WeightedLogisticTask, youtube_ranking
+
+    keras.utils.set_random_seed(seed)
+    kw = {"num_genres": content.item_genres.shape[1], **dict(model_kwargs or {})}
+    kw.setdefault("use_candidate_score", candidate_model is not None)
+    model = youtube_ranking(split.num_items, **kw)
+    feats, y = ranking_training_data(
+        split, content, examples, num_negatives=num_negatives, negatives=negatives,
+        candidate_model=candidate_model if kw["use_candidate_score"] else None,
+        seed=seed,
+    )
+    task = WeightedLogisticTask(model)
+    task.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    ds = examples_dataset(_select(feats, model.input), y, batch_size=batch_size,
+                          seed=seed)
+    task.fit(ds, epochs=epochs, verbose=verbose)
+    return model
+
+
+def mv_dnn_user_features(hist, content: ContentTables, users) -> dict:
+    """MV-DNN user view: content bags of the watched items plus demographics."""
+    return {
+        "user_genres": history_mean(hist, content.item_genres),
+        "user_title_tokens": history_mean(hist, content.item_title_tokens),
+        **content.demographics(users),
+    }
+
+
+def mv_dnn_item_features(content: ContentTables) -> dict:
+    return {
+        "item_genres": content.item_genres,
+        "item_title_tokens": content.item_title_tokens,
+        "item_era": content.item_era,
+    }
+
+
+def train_mv_dnn(
+    split: TimeSplit,
+    content: ContentTables,
+    examples: HistoryExamples,
+    *,
+    model_kwargs: Mapping | None = None,
+    epochs: int = 5,
+    batch_size: int = 512,
+    learning_rate: float = 0.001,
+    num_negatives: int = 4,
+    gamma: float = 10.0,
+    seed: int = 0,
+    verbose: int = 0,
+):
+    """Trains `mv_dnn` on (rolled-back user view, next item) pairs."""
+    from tfrec.models.mv_dnn import MultiViewSoftmaxTask, mv_dnn
+
+    keras.utils.set_random_seed(seed)
+    kw = {
+        "num_genres": content.item_genres.shape[1],
+        "title_vocab": content.item_title_tokens.shape[1],
+        **dict(model_kwargs or {}),
+    }
+    model = mv_dnn(**kw)
+    feats = mv_dnn_user_features(examples.item_history, content, examples.user_id)
+    task = MultiViewSoftmaxTask(
+        model, mv_dnn_item_features(content), num_negatives=num_negatives, gamma=gamma
+    )
+    task.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    ds = examples_dataset(_select(feats, model.get_layer("user_tower").input),
+                          examples.item_id, batch_size=batch_size, seed=seed)
+    task.fit(ds, epochs=epochs, verbose=verbose)
+    return model
+
+
+# -------------------------------------------------------------- evaluation
+
+
+@dataclass
+class EvalRequests:
+    """Test users of a split with their serving histories and features."""
+
+    users: np.ndarray
+    labels: np.ndarray
+    now: np.ndarray
+    item_history: np.ndarray
+    history_timestamp: np.ndarray
+
+
+def eval_requests(split: TimeSplit, tables: PipelineTables) -> EvalRequests:
+    """One request per test user at the label's time, with every training
+    interaction strictly before it as history."""
+    users = split.test["user_id"]
+    now = split.test["timestamp"]
+    hist, htime = tables.histories(users, now)
+    return EvalRequests(users, split.test["item_id"], now, hist, htime)
+
+
+def evaluate_scores(
+    scores: np.ndarray, split: TimeSplit, ks=(10, 50, 100)
+) -> dict[str, float]:
+    """Full-ranking metrics of the next item; ``scores`` is ``[test users, N]``.
+
+    Every training item of the user is excluded (``-inf``) unless it is the label.
+    """
+    scores = np.array(scores, np.float64)
+    users, labels = split.test["user_id"], split.test["item_id"]
+    if scores.shape != (len(users), split.num_items):
+        raise ValueError(
+            f"`scores` must be [{len(users)}, {split.num_items}] (test users x items). "
+            f"Received shape {scores.shape}."
+        )
+    indptr, indices = split.train_csr()
+    rows = np.repeat(np.arange(len(users)), np.diff(indptr)[users])
+    cols = np.concatenate([indices[indptr[u]:indptr[u + 1]] for u in users])
+    scores[rows, cols] = -np.inf
+    relevant = np.zeros_like(scores, dtype=bool)
+    relevant[np.arange(len(users)), labels] = True
+    scores[relevant] = np.where(np.isinf(scores[relevant]), -1e30, scores[relevant])
+    return ranking_metrics(scores, relevant, ks=ks)
+
+
+def pipeline_scores(
+    candidate_scores: np.ndarray,
+    split: TimeSplit,
+    requests: EvalRequests,
+    tables: PipelineTables,
+    rank: RankFn,
+    *,
+    num_candidates: int = 100,
+) -> np.ndarray:
+    """Scores of the two-stage pipeline, ``[test users, N]``: the top
+    `num_candidates` unseen items by ``candidate_scores`` get ``1e6 + odds``
+    rank order (the ranking model decides among them); other items keep their
+    candidate order far below (they were not retrieved)."""
+    indptr, indices = split.train_csr()
+    s = np.array(candidate_scores, np.float64)
+    for row, u in enumerate(requests.users):
+        s[row, indices[indptr[u]:indptr[u + 1]]] = -np.inf
+    top = np.argsort(-s, axis=1, kind="stable")[:, :num_candidates]
+    n_users = len(requests.users)
+    rows = np.repeat(np.arange(n_users), num_candidates)
+    feats = ranking_features(
+        requests.item_history[rows],
+        requests.history_timestamp[rows],
+        requests.now[rows],
+        top.reshape(-1),
+        tables.item_genres,
+        tables.demographics(requests.users[rows]),
+        candidate_scores=np.take_along_axis(s, top, axis=1).reshape(-1),
+    )
+    # Sigmoid and odds order alike; the sigmoid cannot overflow.
+    odds = np.asarray(rank(feats)["score"], np.float64).reshape(n_users, -1)
+    out = np.where(np.isinf(s), s, -1e6 + np.tanh(s / 1e3))
+    np.put_along_axis(out, top, 1.0 + odds, axis=1)
+    return out
+
+
+def popularity_scores(split: TimeSplit, n_rows: int) -> np.ndarray:
+    counts = np.bincount(split.train["item_id"], minlength=split.num_items)
+    return np.tile(counts.astype(np.float64), (n_rows, 1))
+
+
+def rolled_back(split, **kwargs) -> HistoryExamples:
+    """Alias of :func:`tfrec.data.histories.rolled_back_examples`."""
+    return rolled_back_examples(split, **kwargs)
+
+
+class YouTubePipeline:
+    """A trained candidate model + ranking model + lookup tables.
+
+    Args:
+        candidate_model: a trained `youtube_candidate` model.
+        ranking_model: a trained `youtube_ranking` model.
+        tables: the lookup tables.
+        num_candidates: candidates retrieved per request (the index's ``k``).
+    """
+
+    def __init__(self, candidate_model, ranking_model, tables: PipelineTables, *,
+                 num_candidates: int = 100):
+        if not isinstance(num_candidates, (int, np.integer)) or not (
+            1 <= num_candidates <= tables.num_items
+        ):
+            raise ValueError(
+                f"`num_candidates` must be an int in [1, {tables.num_items}]. "
+                f"Received: {num_candidates!r}"
+            )
+        self.candidate_model = candidate_model
+        self.ranking_model = ranking_model
+        self.tables = tables
+        self.num_candidates = int(num_candidates)
+        self._index = None
+
+    def retrieval_index(self):
+        """The TFRS top-K index over the softmax item embeddings (cached)."""
+        if self._index is None:
+            from tfrec.models.youtube import item_table
+            from tfrec.retrieval import RetrievalIndex
+
+            self._index = RetrievalIndex(
+                self.candidate_model.get_layer("query_tower"),
+                item_table(self.candidate_model),
+                k=self.num_candidates,
+            )
+        return self._index
+
+    def recommend(self, raw_user_id, k: int = 10, now=None) -> list[dict]:
+        return chain(self.tables, raw_user_id, retrieve=self.retrieval_index(),
+                     rank=keras_fn(self.ranking_model), k=k, now=now)
+
+    def example_requests(self, batch_size, rng, *, stage="candidate"):
+        """Real requests for random users (export parity inputs); each ranking
+        row is one of the user's retrieved candidates with its retrieval score."""
+        users = rng.integers(0, self.tables.num_users, batch_size)
+        hist, htime = self.tables.histories(users)
+        demo = self.tables.demographics(users)
+        if stage == "candidate":
+            return candidate_features(hist, self.tables.item_genres, demo)
+        # One retrieved candidate per row, with its retrieval score: the range
+        # of inputs (and of the odds) the ranking model sees when serving.
+        index = self.retrieval_index()
+        out = index(candidate_features(hist, self.tables.item_genres, demo))
+        pick = rng.integers(0, index.k, batch_size)[:, None]
+        cand = np.take_along_axis(out["item_ids"], pick, axis=1)[:, 0]
+        scores = np.take_along_axis(out["scores"], pick, axis=1)[:, 0]
+        now = np.full(batch_size, int(self.tables.times.max()) + 1)
+        feats = ranking_features(hist, htime, now, cand, self.tables.item_genres, demo,
+                                 candidate_scores=scores)
+        return _select(feats, self.ranking_model.input)
+
+    def save_tables(self, path) -> None:
+        self.tables.save(path)
+
+    def chain_manifest(self, *, candidate_artifact: str, ranking_artifact: str):
+        """How the two exported artifacts chain (written as ``pipeline.json``)."""
+        return {
+            "pipeline": "youtube",
+            "paper": "Covington et al. 2016",
+            "tables": "tables.npz",
+            "max_length": self.tables.max_length,
+            "stages": [
+                {
+                    "stage": "candidate",
+                    "artifact": candidate_artifact,
+                    "inputs": sorted(self.retrieval_index().input_specs),
+                    "outputs": ["item_ids", "scores"],
+                    "k": self.num_candidates,
+                    "input_rules": {
+                        "item_history": "last max_length training item indices "
+                        "before the request time, left-padded with -1",
+                        "user_genres": "mean genre multi-hot of item_history",
+                        "example_age": "0 at serving",
+                        "user_gender/user_age/user_occupation": "codes from tables",
+                    },
+                },
+                {
+                    "stage": "ranking",
+                    "artifact": ranking_artifact,
+                    "inputs": sorted(self.ranking_model.input),
+                    "outputs": ["odds", "score"],
+                    "input_rules": {
+                        "item_id": "each candidate's item_ids (after dropping items "
+                        "the user has seen), one row per candidate",
+                        "item_history": "the candidate stage's item_history, repeated",
+                        "item_genres": "tables.item_genres[item_id]",
+                        "days_since_same_genre": "days from the last history item "
+                        "sharing a genre with the candidate to the request time; -1 "
+                        "if none",
+                        "candidate_score": "the candidate stage's score of item_id "
+                        "(if the ranking model takes it)",
+                    },
+                    "order_by": "odds, descending",
+                },
+            ],
+        }
