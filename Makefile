@@ -19,7 +19,8 @@ EPOCHS  ?= 6
 USER_ID ?= 1
 SEEDS   ?= 0 1 2
 
-.PHONY: install run test bench export lint clean reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec
+.PHONY: install run test bench export lint clean reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec \
+	reproduce-deep reproduce-autoencoders reproduce-wide-deep reproduce-youtube run-youtube
 
 install: $(VENV)/.installed
 
@@ -59,6 +60,29 @@ reproduce-item2vec: install
 	$(BIN)/python scripts/reproduce_item2vec.py --seeds $(SEEDS)
 	$(BIN)/python scripts/reproduce_item2vec.py --seeds 0 --variants skipgram --window 0 \
 		--subsample 1e-4 --epochs 5 --no-export --label ", set window (paper)" --append
+
+# Issue 4: autoencoders (AutoRec ML-1M/100K, CDAE vs NeuMF/MF), Wide & Deep (ML-1M CTR,
+# ML-100K rating), YouTube DNN + MV-DNN (ML-100K time split). About 1.5 h on 2 cores.
+reproduce-deep: reproduce-autoencoders reproduce-wide-deep reproduce-youtube
+
+reproduce-autoencoders: install
+	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS)
+
+reproduce-wide-deep: install
+	$(BIN)/python scripts/reproduce_wide_deep.py --seeds $(SEEDS)
+
+reproduce-youtube: install
+	$(BIN)/python scripts/reproduce_youtube.py --seeds $(SEEDS) --export
+	$(BIN)/python scripts/reproduce_youtube.py --seeds $(SEEDS) --ranking-holdout 20 \
+		--skip mv_dnn mf --append
+
+# Two-stage YouTube serving: retrieve 100 with the TFRS BruteForce index, drop seen
+# items, rank by expected watch time (trains a seed-0 pipeline first if none is exported).
+run-youtube: install
+	test -d saved_models/youtube || $(BIN)/python scripts/reproduce_youtube.py --seeds 0 \
+		--export --skip mv_dnn mf --out runs/youtube-s0
+	$(BIN)/tfrec recommend --pipeline youtube --artifact saved_models/youtube \
+		--user $(USER_ID) --k 10
 
 # Issue 5: VBPR / content CNN on cold-start items, then the six CF + content hybrids
 # (ML-100K, about 6 + 16 minutes on 2 cores).
