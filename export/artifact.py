@@ -163,25 +163,87 @@ def export_model(
         ExportError: conversion or parity failed, or the version exists; nothing
             was written in that case.
     """
+    ins, outs = model_io_specs(model)
+
+    def make_batches():
+        rng = np.random.default_rng(seed)
+        batches = [dict(example_inputs(int(b), rng)) for b in batch_sizes]
+        oov = _out_of_vocabulary_batch(batches[-1])
+        if oov is not None:  # the manifest's OOV policy must hold in every runtime
+            batches.append(oov)
+        return batches
+
+    return write_version(
+        name,
+        base_dir=base_dir,
+        version=version,
+        save=lambda path: model.export(
+            str(path), format="tf_saved_model", verbose=False
+        ),
+        reference=model,
+        reference_name=model.name,
+        ins=ins,
+        outs=outs,
+        make_batches=make_batches,
+        batch_sizes=batch_sizes,
+        atol=atol,
+        rtol=rtol,
+        tolerance_reason=tolerance_reason,
+        model_config=model_config,
+        extra_files=extra_files,
+        opset=opset,
+        oov_policy=(
+            "ids outside [0, num_ids) look up all-zero embeddings "
+            "(tfrec.layers.IdEmbedding), identically in TF and ONNX"
+        ),
+    )
+
+
+def write_version(
+    name: str,
+    *,
+    base_dir: str | os.PathLike,
+    version: int | None,
+    save: Callable[[Path], None],
+    reference: Callable,
+    reference_name: str,
+    ins: list[dict],
+    outs: list[dict],
+    make_batches: Callable[[], list[dict]],
+    batch_sizes: Sequence[int],
+    atol: float,
+    rtol: float,
+    tolerance_reason: str,
+    model_config: Mapping[str, Any] | None,
+    extra_files: Mapping[str, str | os.PathLike] | None,
+    opset: int,
+    oov_policy: str,
+) -> Path:
+    """The versioned, atomic, parity-checked artifact writer behind every export.
+
+    ``save(path)`` writes a SavedModel with signature ``serving_default`` into
+    ``path``; it is converted to ONNX, ``extra_files`` are copied in, and
+    ``reference`` (called as ``reference(feed, training=False)``) is compared
+    with both runtimes on ``make_batches()``. The version folder is built under
+    a hidden temporary name and renamed into place only when parity passes.
+    """
     from export.parity import check_parity, load_saved_model_tf1
 
     if not (atol >= 0 and rtol >= 0):
         raise ExportError(
             f"Tolerances must be >= 0. Received: atol={atol}, rtol={rtol}"
         )
-    base = Path(base_dir)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ExportError(
             f"Model name {name!r} must use letters, digits, '_', '.', '-'."
         )
-    model_dir = base / name
+    model_dir = Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale_tmp(model_dir)
     version = int(version) if version is not None else next_version(model_dir)
     final = model_dir / str(version)
     if final.exists():
         raise ExportError(f"Version {final} already exists; pick another version.")
-    ins, outs = model_io_specs(model)
     tmp = Path(
         tempfile.mkdtemp(
             prefix=f"{_TMP_PREFIX}{version}-{_HOST}-{os.getpid()}-", dir=model_dir
@@ -189,21 +251,16 @@ def export_model(
     )
     try:
         started = time.time()
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        save(tmp)
         onnx_path = tmp / ONNX_FILE
         _convert_to_onnx(tmp, onnx_path, ins, outs, opset)
         for rel, src in (extra_files or {}).items():
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
-
-        rng = np.random.default_rng(seed)
-        batches = [dict(example_inputs(int(b), rng)) for b in batch_sizes]
-        oov = _out_of_vocabulary_batch(batches[-1])
-        if oov is not None:  # the manifest's OOV policy must hold in every runtime
-            batches.append(oov)
+        batches = make_batches()
         report = check_parity(
-            model,
+            reference,
             saved_model_dir=tmp,
             onnx_path=onnx_path,
             batches=batches,
@@ -221,15 +278,12 @@ def export_model(
             "created_unix": int(time.time()),
             "export_seconds": round(time.time() - started, 2),
             "model": dict(model_config or {}),
-            "keras_model_name": model.name,
+            "keras_model_name": reference_name,
             "inputs": ins,
             "outputs": outs,
             "signature": "serving_default",
             "onnx": {"file": ONNX_FILE, "opset": opset},
-            "oov_policy": (
-                "ids outside [0, num_ids) look up all-zero embeddings "
-                "(tfrec.layers.IdEmbedding), identically in TF and ONNX"
-            ),
+            "oov_policy": oov_policy,
             "versions": _versions(),
             "files": sorted(
                 str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()

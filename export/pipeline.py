@@ -5,8 +5,9 @@
   the same versioned layout as :func:`export.artifact.export_model`: SavedModel
   with signature ``serving_default``, ``model.onnx`` converted from that
   signature, and a ``manifest.json`` with the same parity report
-  (:func:`export.parity.check_parity`: TF1 loader vs the module at 1e-6, ONNX
-  vs the module at the given tolerance, two batch sizes).
+  (:func:`export.parity.check_parity`: TF1 loader vs the module at a tenth of
+  the tolerance, ONNX vs the module at the given tolerance, two batch sizes).
+  Both go through :func:`export.artifact.write_version`.
 * :func:`export_youtube_pipeline` writes the candidate index and the ranking
   model as two artifacts plus ``saved_models/<name>/<version>/pipeline.json``,
   the manifest that says how they chain, and the lookup tables the chaining
@@ -20,25 +21,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from export.artifact import (
-    _HOST,
     _TMP_PREFIX,
-    MANIFEST,
-    ONNX_FILE,
     ONNX_OPSET,
     PARITY_BATCH_SIZES,
     ExportError,
-    _clean_stale_tmp,
-    _convert_to_onnx,
-    _versions,
     export_model,
     next_version,
+    write_version,
 )
 from tfrec.io import atomic_write_json
 
@@ -79,88 +74,44 @@ def export_module(
     """
     import tensorflow as tf
 
-    from export.parity import check_parity, load_saved_model_tf1
-
-    model_dir = Path(base_dir) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale_tmp(model_dir)
-    version = int(version) if version is not None else next_version(model_dir)
-    final = model_dir / str(version)
-    if final.exists():
-        raise ExportError(f"Version {final} already exists; pick another version.")
     ins = _module_specs(module)
-    rng = np.random.default_rng(seed)
-    batches = [dict(example_inputs(int(b), rng)) for b in PARITY_BATCH_SIZES]
-    sample = module(batches[0])
+
+    def make_batches():
+        rng = np.random.default_rng(seed)
+        return [dict(example_inputs(int(b), rng)) for b in PARITY_BATCH_SIZES]
+
+    sample = module(make_batches()[0])
     outs = [
         {"name": k, "dtype": str(np.asarray(v).dtype),
          "shape": [None] + list(np.asarray(v).shape[1:])}
         for k, v in sorted(sample.items())
     ]
-    tmp = Path(
-        tempfile.mkdtemp(
-            prefix=f"{_TMP_PREFIX}{version}-{_HOST}-{os.getpid()}-", dir=model_dir
-        )
-    )
-    try:
-        started = time.time()
-        tf.saved_model.save(
+    return write_version(
+        name,
+        base_dir=base_dir,
+        version=version,
+        save=lambda path: tf.saved_model.save(
             module,
-            str(tmp),
+            str(path),
             signatures={"serving_default": module.serve.get_concrete_function()},
-        )
-        _convert_to_onnx(tmp, tmp / ONNX_FILE, ins, outs, ONNX_OPSET)
-        for rel, src in (extra_files or {}).items():
-            dst = tmp / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-        report = check_parity(
-            module,
-            saved_model_dir=tmp,
-            onnx_path=tmp / ONNX_FILE,
-            batches=batches,
-            input_specs=ins,
-            output_specs=outs,
-            atol=atol,
-            rtol=rtol,
-        )
-        report["tolerance"] = {"atol": atol, "rtol": rtol, "reason": tolerance_reason}
-        report["batch_sizes"] = list(PARITY_BATCH_SIZES)
-        report["batches"] = len(batches)
-        manifest = {
-            "name": name,
-            "version": version,
-            "created_unix": int(time.time()),
-            "export_seconds": round(time.time() - started, 2),
-            "model": dict(model_config or {}),
-            "keras_model_name": getattr(module, "name", type(module).__name__),
-            "inputs": ins,
-            "outputs": outs,
-            "signature": "serving_default",
-            "onnx": {"file": ONNX_FILE, "opset": ONNX_OPSET},
-            "oov_policy": (
-                "history ids outside [0, num_items) are ignored (masked mean); "
-                "identically in TF and ONNX"
-            ),
-            "versions": _versions(),
-            "files": sorted(
-                str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
-            )
-            + [MANIFEST],
-            "parity": report,
-        }
-        atomic_write_json(tmp / MANIFEST, manifest)
-        if not (report["onnx"]["passed"] and report["saved_model"]["passed"]):
-            raise ExportError(f"Parity check failed; no version written: {report}")
-        load_saved_model_tf1(tmp).close()
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, final)
-    except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(err, ExportError) or not isinstance(err, Exception):
-            raise
-        raise ExportError(f"Export of {name!r} failed: {type(err).__name__}: {err}") from err
-    return final
+        ),
+        reference=module,
+        reference_name=getattr(module, "name", type(module).__name__),
+        ins=ins,
+        outs=outs,
+        make_batches=make_batches,
+        batch_sizes=PARITY_BATCH_SIZES,
+        atol=atol,
+        rtol=rtol,
+        tolerance_reason=tolerance_reason,
+        model_config=model_config,
+        extra_files=extra_files,
+        opset=ONNX_OPSET,
+        oov_policy=(
+            "history ids outside [0, num_items) are ignored (masked mean); "
+            "identically in TF and ONNX"
+        ),
+    )
 
 
 def export_youtube_pipeline(
