@@ -397,18 +397,20 @@ def cbow_examples(
 class _Word2VecEpochs:
     """Shared state of the skip-gram and CBOW epoch sources."""
 
+    input_shape: tuple = ()
+
     def __init__(
         self,
         data,
-        num_items: int | None,
+        num_items: int | None = None,
         *,
-        window: int | None,
-        num_negatives: int,
-        subsample: float | None,
-        power: float,
-        shrink_window: bool,
-        loss: str,
-        seed: int,
+        window: int | None = 5,
+        num_negatives: int = 15,
+        subsample: float | None = 1e-3,
+        power: float = 0.75,
+        shrink_window: bool = True,
+        loss: str = "negative_sampling",
+        seed: int = 0,
     ):
         self.offsets, self.items, self.num_items = as_sequences(data, num_items)
         if np.diff(self.offsets).max() < 2:
@@ -490,32 +492,6 @@ class SkipGramEpochs(_Word2VecEpochs):
 
     input_name = "item_id"
 
-    def __init__(
-        self,
-        data,
-        num_items: int | None = None,
-        *,
-        window: int | None = 5,
-        num_negatives: int = 15,
-        subsample: float | None = 1e-3,
-        power: float = 0.75,
-        shrink_window: bool = True,
-        loss: str = "negative_sampling",
-        seed: int = 0,
-    ):
-        super().__init__(
-            data,
-            num_items,
-            window=window,
-            num_negatives=num_negatives,
-            subsample=subsample,
-            power=power,
-            shrink_window=shrink_window,
-            loss=loss,
-            seed=seed,
-        )
-        self.input_shape = ()
-
     def _examples(self, rng):
         """(targets ``[P]``, contexts ``[P]``) before shuffling."""
         offsets, items = self._tokens(rng)
@@ -532,30 +508,8 @@ class CbowEpochs(_Word2VecEpochs):
 
     input_name = "context_item_ids"
 
-    def __init__(
-        self,
-        data,
-        num_items: int | None = None,
-        *,
-        window: int | None = 5,
-        num_negatives: int = 15,
-        subsample: float | None = 1e-3,
-        power: float = 0.75,
-        shrink_window: bool = True,
-        loss: str = "negative_sampling",
-        seed: int = 0,
-    ):
-        super().__init__(
-            data,
-            num_items,
-            window=window,
-            num_negatives=num_negatives,
-            subsample=subsample,
-            power=power,
-            shrink_window=shrink_window,
-            loss=loss,
-            seed=seed,
-        )
+    def __init__(self, data, num_items: int | None = None, **kwargs):
+        super().__init__(data, num_items, **kwargs)
         if self.window is None:
             width = int(np.diff(self.offsets).max()) - 1
         else:
