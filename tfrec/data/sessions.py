@@ -538,19 +538,27 @@ def read_yoochoose_clicks(path) -> pd.DataFrame:
     )
     df = _read_table(path, ",", cols, header=None)
     _check_field_counts(path, ",", 4, header=False)
-    stamps = pd.to_datetime(
-        df["Timestamp"], format="%Y-%m-%dT%H:%M:%S.%fZ", utc=True, errors="coerce"
+    time = _utc_seconds(
+        path, df["Timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ", "2014-04-07T10:51:09.277Z", 1
     )
-    if stamps.isna().any():
-        k = int(np.flatnonzero(stamps.isna().to_numpy())[0])
-        raise DataError(
-            f"{path}: line {k + 1}: Timestamp must look like "
-            f"'2014-04-07T10:51:09.277Z', got {df['Timestamp'].iloc[k]!r}"
-        )
-    time = (stamps - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
     return pd.DataFrame(
         {"SessionId": df["SessionId"], "ItemId": df["ItemId"], "Time": time}
     )
+
+
+def _utc_seconds(path, column: pd.Series, fmt: str, example: str, first_line: int):
+    """Unix seconds of UTC date strings; DataError naming the first bad line.
+
+    ``first_line`` is the file line of the column's first value (2 after a header).
+    """
+    stamps = pd.to_datetime(column, format=fmt, utc=True, errors="coerce")
+    if stamps.isna().any():
+        k = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raise DataError(
+            f"{path}: line {k + first_line}: {column.name} must look like "
+            f"{example!r}, got {column.iloc[k]!r}"
+        )
+    return (stamps - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
 
 
 def read_diginetica_views(path) -> pd.DataFrame:
@@ -572,16 +580,7 @@ def read_diginetica_views(path) -> pd.DataFrame:
     )
     df = _read_table(path, ";", cols, header=tuple(c for c, _ in cols))
     _check_field_counts(path, ";", 5, header=True)
-    dates = pd.to_datetime(
-        df["eventdate"], format="%Y-%m-%d", utc=True, errors="coerce"
-    )
-    if dates.isna().any():
-        k = int(np.flatnonzero(dates.isna().to_numpy())[0])
-        raise DataError(
-            f"{path}: line {k + 2}: eventdate must look like '2016-05-09', got "
-            f"{df['eventdate'].iloc[k]!r}"
-        )
-    day = (dates - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
+    day = _utc_seconds(path, df["eventdate"], "%Y-%m-%d", "2016-05-09", 2)
     return pd.DataFrame(
         {
             "SessionId": df["session_id"],
