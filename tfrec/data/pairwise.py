@@ -30,13 +30,18 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfrec.data.pipelines import NegativeSampler
+
 __all__ = ["TripleSampler", "bpr_dataset"]
 
 TRIPLE_KEYS = ("user_id", "pos_item_id", "neg_item_id")
 
 
-class TripleSampler:
+class TripleSampler(NegativeSampler):
     """Epochs of BPR triples ``(u, i, j)`` with ``j`` not a training item of ``u``.
+
+    The negatives are :meth:`NegativeSampler.sample_negatives` (uniform, rejection
+    of training positives); this class pairs each with its positive.
 
     Args:
         users: int64 user index of each training positive.
@@ -56,13 +61,6 @@ class TripleSampler:
     ):
         users = np.asarray(users)
         items = np.asarray(items)
-        if users.ndim != 1 or users.shape != items.shape:
-            raise ValueError(
-                "`users` and `items` must be 1-D arrays of equal length. Received "
-                f"shapes {users.shape} and {items.shape}."
-            )
-        if users.size == 0:
-            raise ValueError("No positives to train on: the training set is empty.")
         for name, arr in (("users", users), ("items", items)):
             if arr.dtype.kind not in "iu":
                 raise ValueError(
@@ -78,50 +76,20 @@ class TripleSampler:
             raise ValueError(
                 f"`num_negatives` must be a positive int. Received: {num_negatives!r}"
             )
-        users = users.astype(np.int64)
-        items = items.astype(np.int64)
-        if users.min() < 0:
-            raise ValueError(f"User indices must be >= 0; found {users.min()}.")
-        if items.min() < 0 or items.max() >= num_items:
-            raise ValueError(
-                f"Item indices must be in [0, {num_items}); found range "
-                f"[{items.min()}, {items.max()}]. Pass num_items covering every "
-                "training item."
-            )
-        keys = np.unique(users * num_items + items)
-        per_user = np.bincount(keys // num_items)
-        full = np.flatnonzero(per_user >= num_items)
-        if full.size:
-            raise ValueError(
-                f"User indices {full[:5].tolist()} interacted with all {num_items} "
-                "items; no negative can be drawn for them. Drop them from training."
-            )
-        self.users, self.items = users, items
-        self.num_items = int(num_items)
-        self.num_negatives = int(num_negatives)
-        self.seed = int(seed)
-        self._keys = keys
-        self.epoch = 0
+        # Shapes, emptiness, item range and users who rated every item are
+        # checked by NegativeSampler.
+        super().__init__(users, items, num_items, num_negatives, seed=seed)
+        if self.users.min() < 0:
+            raise ValueError(f"User indices must be >= 0; found {self.users.min()}.")
 
     def __len__(self) -> int:
         return self.users.size * self.num_negatives
 
-    def is_positive(self, users, items) -> np.ndarray:
-        """Whether each (user, item) is a training positive."""
-        keys = np.asarray(users, np.int64) * self.num_items + np.asarray(items, np.int64)
-        pos = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
-        return self._keys[pos] == keys
-
     def epoch_arrays(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(users, positives, negatives)`` of epoch ``epoch``, shuffled."""
         rng = np.random.default_rng([self.seed, int(epoch)])
-        users = np.repeat(self.users, self.num_negatives)
+        users, neg = self.sample_negatives(rng)
         pos = np.repeat(self.items, self.num_negatives)
-        neg = rng.integers(0, self.num_items, users.size, dtype=np.int64)
-        bad = np.flatnonzero(self.is_positive(users, neg))
-        while bad.size:
-            neg[bad] = rng.integers(0, self.num_items, bad.size, dtype=np.int64)
-            bad = bad[self.is_positive(users[bad], neg[bad])]
         order = rng.permutation(users.size)
         return users[order], pos[order], neg[order]
 

@@ -58,8 +58,9 @@ class NegativeSampler:
         full = np.flatnonzero(counts >= num_items)
         if num_negatives and len(full):
             raise ValueError(
-                f"Users {full[:5].tolist()} interacted with every item; no negatives can "
-                "be drawn for them. Drop them or use num_negatives=0."
+                f"Users {full[:5].tolist()} interacted with all {num_items} items "
+                "(every item); no negatives can be drawn for them. Drop them or use "
+                "num_negatives=0."
             )
         self.users, self.items = users, items
         self.num_items = int(num_items)
