@@ -42,6 +42,13 @@ class ModelInfo:
     parity: Tolerance = Tolerance(1e-5, 1e-5, "float32 embedding/MLP arithmetic")
     paper: str = ""
 
+    @property
+    def recipe(self):
+        """The family's training recipe (`tfrec.recipes.base.Recipe`)."""
+        from tfrec.recipes.base import recipe_for
+
+        return recipe_for(self.name)
+
     def summary(self) -> str:
         return f"{self.name:<16} {self.task:<10} {self.paper}"
 

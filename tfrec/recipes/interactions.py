@@ -1,0 +1,179 @@
+"""Shared pieces of the recipes whose data is a user-item `Split`.
+
+Loading (catalogue data set or the user's file), the vocabulary, tiny synthetic
+data, validation and test protocols on the split, and top-K recommendation for a
+user with seen-item exclusion. The NCF, VBPR, autoencoder and hybrid recipes use
+these, so each exists once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfrec.recipes.base import DataSource, ServingGraph, Vocab
+
+INTERACTION_DATASETS = ("movielens-100k", "movielens-1m", "ncf-ml-1m")
+
+
+def load_split(source: DataSource, default_split: str = "leave_one_out"):
+    from tfrec.data.sources import interaction_split
+
+    return interaction_split(source, default_split=default_split)
+
+
+def synthetic_split(seed: int = 0, *, num_users: int = 40, num_items: int = 30, per_user: int = 10):
+    """A tiny leave-one-out split of synthetic interactions with structure."""
+    from tfrec.data.splits import leave_one_out
+    from tfrec.data.synthetic import synthetic_interactions
+
+    inter = synthetic_interactions(
+        num_users, num_items, per_user=per_user, seed=seed, name="synthetic"
+    )
+    return leave_one_out(inter, num_negatives=9, seed=seed)
+
+
+def describe_split(split) -> str:
+    parts = [f"{split.name}: {split.num_users} users, {split.num_items} items"]
+    parts.append(f"{len(split.train['user_id'])} train")
+    if split.valid is not None:
+        parts.append(f"{len(split.valid['user_id'])} validation")
+    parts.append(f"{len(split.test['user_id'])} test rows")
+    return ", ".join(parts)
+
+
+def split_vocab(split) -> Vocab:
+    parts = [p for p in ("train", "valid", "test") if getattr(split, p) is not None]
+    return Vocab(
+        users=[str(u) for u in split.user_ids],
+        items=[str(i) for i in split.item_ids],
+        item_names=split.item_names,
+        seen=split.csr(*parts),
+    )
+
+
+def protocols(split, part: str, *, ks=(10,), full: bool = True) -> dict:
+    """Ranking protocols of ``part`` (``valid``/``test``): sampled when the split
+    has negatives, full ranking (known items excluded) when ``full`` or none."""
+    from tfrec.evaluation import FullRanking, SampledRanking
+
+    rows = getattr(split, part)
+    if rows is None:
+        return {}
+    negatives = getattr(split, f"{part}_negatives")
+    out = {}
+    if negatives is not None:
+        out["sampled"] = SampledRanking(rows["user_id"], rows["item_id"], negatives, ks=ks)
+    if full or negatives is None:
+        known = ("train",) if part == "valid" else tuple(
+            p for p in ("train", "valid") if getattr(split, p) is not None
+        )
+        indptr, indices = split.csr(*known)
+        out["full"] = FullRanking(
+            split.num_items,
+            rows["user_id"],
+            rows["item_id"],
+            exclude_indptr=indptr,
+            exclude_indices=indices,
+            ks=ks,
+        )
+    return out
+
+
+def validation_fn(split, score_fn_factory, *, ks=(10,)):
+    """``validate()`` for a StagePlan: the cheapest validation protocol's metrics
+    (sampled when the split has negatives), or None without a validation part."""
+    if split.valid is None:
+        return None
+    protos = protocols(split, "valid", ks=ks, full=False)
+    name = "sampled" if "sampled" in protos else "full"
+    protocol = protos[name]
+
+    def validate() -> dict:
+        return {
+            k: v
+            for k, v in protocol.evaluate(score_fn_factory()).items()
+            if k.startswith(("hr@", "ndcg@", "recall@"))
+        }
+
+    return validate
+
+
+def evaluate_split(split, score_fn, part: str, *, ks=(10,), rating_fn=None) -> dict:
+    """Every ranking protocol of ``part``, plus RMSE/MAE when ``rating_fn``."""
+    import time
+
+    results: dict[str, Any] = {}
+    for name, protocol in protocols(split, part, ks=ks, full=True).items():
+        started = time.time()
+        results[name] = protocol.evaluate(score_fn)
+        results[name]["seconds"] = round(time.time() - started, 2)
+    if rating_fn is not None:
+        from tfrec.evaluation import mae, rmse
+
+        rows = getattr(split, part)
+        pred = rating_fn(rows["user_id"], rows["item_id"])
+        results["rating"] = {
+            "rmse": rmse(rows["rating"], pred),
+            "mae": mae(rows["rating"], pred),
+        }
+    return results
+
+
+def user_index(vocab: Vocab, user) -> int:
+    if vocab.users is None:
+        raise ValueError("This run has no user vocabulary; it takes sessions or items.")
+    key = str(user)
+    try:
+        return vocab.users.index(key)
+    except ValueError:
+        raise ValueError(
+            f"Unknown user {user!r}: not in the training vocabulary ({len(vocab.users)} "
+            f"users, e.g. {', '.join(vocab.users[:3])})."
+        ) from None
+
+
+def item_index(vocab: Vocab, item) -> int:
+    key = str(item)
+    try:
+        return vocab.items.index(key)
+    except ValueError:
+        shown = [i for i in vocab.items if i][:3]
+        raise ValueError(
+            f"Unknown item {item!r}: not in the training vocabulary "
+            f"({len([i for i in vocab.items if i])} items, e.g. {', '.join(shown)})."
+        ) from None
+
+
+def top_k(scores: np.ndarray, vocab: Vocab, k: int, exclude=()) -> list[tuple[Any, float]]:
+    """The ``k`` best ``(raw item id, score)``; ``exclude`` indices never appear."""
+    scores = np.asarray(scores, np.float64).copy()
+    exclude = np.asarray(list(exclude), np.int64)
+    if exclude.size:
+        scores[exclude] = -np.inf
+    valid = np.flatnonzero(np.isfinite(scores))
+    order = valid[np.argsort(-scores[valid], kind="stable")][:k]
+    return [(vocab.items[i], float(scores[i])) for i in order]
+
+
+def seen_items(vocab: Vocab, user: int) -> np.ndarray:
+    if vocab.seen is None:
+        return np.zeros(0, np.int64)
+    indptr, indices = vocab.seen
+    return indices[indptr[user] : indptr[user + 1]]
+
+
+def recommend_for_user(score_fn, vocab: Vocab, user, *, k=10, exclude_seen=True):
+    """Top-``k`` items of every item for a raw user id, seen items excluded."""
+    if k < 1:
+        raise ValueError(f"k must be a positive int. Received: {k}")
+    u = user_index(vocab, user)
+    n = len(vocab.items)
+    scores = score_fn(np.full(n, u, np.int64), np.arange(n, dtype=np.int64))
+    exclude = seen_items(vocab, u) if exclude_seen else ()
+    return top_k(scores, vocab, k, exclude)
+
+
+def graph(name: str, kwargs: dict, model) -> dict[str, ServingGraph]:
+    return {name: ServingGraph(name, dict(kwargs), model)}
