@@ -11,7 +11,7 @@ SHARED_DATA := $(abspath ../shared/data)
 ifneq ($(wildcard $(SHARED_DATA)),)
 export TFREC_DATA_DIR ?= $(SHARED_DATA)
 endif
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
 
 RUN_DIR ?= runs/neumf-movielens-100k

@@ -135,6 +135,8 @@ def export_model(
     batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
     opset: int = ONNX_OPSET,
     seed: int = 0,
+    input_notes: Mapping[str, str] | None = None,
+    oov_policy: str | None = None,
 ) -> Path:
     """Exports ``model`` to ``<base_dir>/<name>/<version>/`` and verifies parity.
 
@@ -155,6 +157,10 @@ def export_model(
             (vocabularies).
         opset: ONNX opset.
         seed: seed of the parity inputs.
+        input_notes: ``{input name: what it holds}`` (a raw id, or an index into
+            ``vocab/items.tsv``), recorded in each manifest input's ``meaning``.
+        oov_policy: what unknown ids or strings do in this model (default: the
+            all-zero embedding of `tfrec.layers.IdEmbedding`).
 
     Returns:
         The path of the new version folder.
@@ -164,6 +170,9 @@ def export_model(
             was written in that case.
     """
     ins, outs = model_io_specs(model)
+    for spec in ins:
+        if input_notes and spec["name"] in input_notes:
+            spec["meaning"] = input_notes[spec["name"]]
 
     def make_batches():
         rng = np.random.default_rng(seed)
@@ -192,7 +201,8 @@ def export_model(
         model_config=model_config,
         extra_files=extra_files,
         opset=opset,
-        oov_policy=(
+        oov_policy=oov_policy
+        or (
             "ids outside [0, num_ids) look up all-zero embeddings "
             "(tfrec.layers.IdEmbedding), identically in TF and ONNX"
         ),

@@ -1,4 +1,5 @@
-"""``tfrec-export RUN_DIR``: export a finished run (also ``tfrec export``)."""
+"""``tfrec-export RUN_DIR``: export every serving graph of a run (also ``tfrec
+export``)."""
 
 from __future__ import annotations
 
@@ -8,55 +9,102 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _folder_names(serving: dict, main: str, name: str | None) -> dict[str, str]:
+    """``saved_models/<folder>`` of each graph: the graph's registry name, or
+    ``--name`` for the main graph and ``<name>-<graph>`` for the others."""
+    if name is None:
+        return {g: g for g in serving}
+    return {g: name if g == main else f"{name}-{g}" for g in serving}
 
 
 def export_run(
-    run: str | os.PathLike,
+    run,
     *,
     name: str | None = None,
     base_dir: str | os.PathLike = "saved_models",
     version: int | None = None,
     verbose: bool = True,
-) -> Path:
-    """Exports ``run/model.keras`` with its registry tolerance and vocabularies."""
+    graphs: list[str] | None = None,
+) -> dict[str, Path]:
+    """Exports every serving graph of a finished run, each with its parity check.
+
+    Args:
+        run: A run directory, or the `RunResult` of ``tfrec.train(..., out=...)``.
+        name: Folder of the main graph (default: its registry name); the other
+            graphs go to ``<name>-<graph>``.
+        base_dir: TF Serving model base path.
+        version: Version number (default: the next free one per folder).
+        verbose: Print the parity report of each graph.
+        graphs: Only these graphs (default: all of them).
+
+    Returns:
+        ``{graph name: version folder}``. Each version holds the SavedModel,
+        ``model.onnx``, ``manifest.json`` (inputs described, OOV policy, parity)
+        and the run's ``vocab/``, so serving needs nothing else.
+    """
     from export.artifact import export_model
     from tfrec import model_info
-    from tfrec.training import load_run
+    from tfrec.training.runner import load_run
 
-    model, config = load_run(run)
-    cfg = config["config"]
-    info = model_info(cfg["model"])
-    kwargs = cfg["model_kwargs"]
-    vocab = Path(run) / "vocab"
-    path = export_model(
-        model,
-        name or cfg["model"],
-        base_dir=base_dir,
-        version=version,
-        example_inputs=lambda b, rng: info.example_inputs(kwargs, b, rng),
-        atol=info.parity.atol,
-        rtol=info.parity.rtol,
-        tolerance_reason=info.parity.reason,
-        model_config={"registry_name": cfg["model"], "kwargs": kwargs, "train": cfg},
-        extra_files={
-            f"vocab/{p.name}": p
-            for p in sorted(vocab.iterdir())
-            if p.suffix in (".tsv", ".npz") and not p.name.startswith(".")
-        },
-    )
-    if verbose:
-        report = json.loads((path / "manifest.json").read_text())["parity"]
-        print(f"Exported {path}")
-        for runtime in ("saved_model", "onnx"):
-            r = report[runtime]
-            print(
-                f"  parity {runtime:<11} max_abs_diff={r['max_abs_diff']:.2e} "
-                f"max_rel_diff={r['max_rel_diff']:.2e} passed={r['passed']}"
+    run_dir = Path(getattr(run, "run_dir", run) or "")
+    if not str(run_dir) or str(run_dir) == ".":
+        raise ValueError("This run was trained in memory (no out=); nothing to export.")
+    serving, record = load_run(run_dir)
+    recipe = model_info(record["model"]).recipe
+    if graphs:
+        unknown = sorted(set(graphs) - set(serving))
+        if unknown:
+            raise ValueError(
+                f"Run {run_dir} has no graph {unknown}; its graphs: {sorted(serving)}."
             )
-        tol = report["tolerance"]
-        print(f"  tolerance atol={tol['atol']} rtol={tol['rtol']} ({tol['reason']})")
-    return path
+        serving = {g: serving[g] for g in graphs}
+    folders = _folder_names(serving, record["main"], name)
+    vocab = run_dir / "vocab"
+    extra = {
+        f"vocab/{p.name}": p
+        for p in sorted(vocab.iterdir())
+        if p.suffix in (".tsv", ".npz", ".json") and not p.name.startswith(".")
+    } if vocab.is_dir() else {}
+    paths = {}
+    for graph_name, graph in serving.items():
+        info = model_info(graph.name)
+        kwargs = graph.kwargs
+        paths[graph_name] = path = export_model(
+            graph.model,
+            folders[graph_name],
+            base_dir=base_dir,
+            version=version,
+            example_inputs=lambda b, rng, info=info, kwargs=kwargs: info.example_inputs(
+                kwargs, b, rng
+            ),
+            atol=info.parity.atol,
+            rtol=info.parity.rtol,
+            tolerance_reason=info.parity.reason,
+            model_config={
+                "registry_name": graph.name,
+                "kwargs": kwargs,
+                "run": {k: record.get(k) for k in ("model", "recipe", "preset", "config",
+                                                    "source")},
+            },
+            extra_files=extra,
+            input_notes=recipe.input_notes(graph.name),
+            oov_policy=recipe.oov_policy,
+        )
+        if verbose:
+            report = json.loads((path / "manifest.json").read_text())["parity"]
+            print(f"Exported {graph_name} -> {path}")
+            for runtime in ("saved_model", "onnx"):
+                r = report[runtime]
+                print(
+                    f"  parity {runtime:<11} max_abs_diff={r['max_abs_diff']:.2e} "
+                    f"max_rel_diff={r['max_rel_diff']:.2e} passed={r['passed']}"
+                )
+            tol = report["tolerance"]
+            print(f"  tolerance atol={tol['atol']} rtol={tol['rtol']} ({tol['reason']})")
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,10 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None)
     parser.add_argument("--base-dir", default="saved_models")
     parser.add_argument("--version", type=int, default=None)
+    parser.add_argument("--graph", action="append", default=None,
+                        help="export only this serving graph (repeatable)")
     args = parser.parse_args(argv)
+    from tfrec.console import quiet
+
+    quiet()
     try:
         export_run(
-            args.run, name=args.name, base_dir=args.base_dir, version=args.version
+            args.run, name=args.name, base_dir=args.base_dir, version=args.version,
+            graphs=args.graph,
         )
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""

@@ -4,7 +4,11 @@
 ``keras.saving.load_model`` reads any run's ``model.keras`` in a fresh process.
 """
 
-from tfrec.registry import create_model, list_models, model_info
+from tfrec.console import quiet_environment as _quiet_environment
+
+_quiet_environment(command_only=True)
+
+from tfrec.registry import create_model, list_models, model_info  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -1,15 +1,19 @@
 """The ``tfrec`` command.
 
-    tfrec models                       registered models and their tasks
-    tfrec datasets                     data sets in the catalog
-    tfrec train MODEL --dataset NAME   train, evaluate, write a run directory
-    tfrec evaluate RUN_DIR             re-evaluate a finished run
-    tfrec export RUN_DIR               SavedModel + ONNX + parity into saved_models/
-    tfrec recommend --run DIR | --artifact DIR --user RAW_ID
-    tfrec recommend --pipeline youtube --artifact DIR --user RAW_ID
+    tfrec models                       registered models: task, recipe, default data
+    tfrec datasets                     data sets in the catalogue
+    tfrec presets [MODEL]              named settings behind reported results
+    tfrec train MODEL [--dataset NAME | --data FILE] [--preset P] [--name value ...]
+    tfrec evaluate RUN_DIR             the test metrics of a finished run
+    tfrec export RUN_DIR               every serving graph: SavedModel + ONNX + parity
+    tfrec recommend --run DIR (--user ID | --session ID,ID,... | --item ID)
+    tfrec recommend --artifact DIR --user ID
+    tfrec recommend --pipeline youtube --artifact DIR --user ID
 
-Model keyword arguments follow the options, as ``--embedding-dim 16`` or
-``--hidden-units 64,32,16``. Failures exit non-zero with a one-line reason.
+Settings follow the options, as ``--embedding-dim 16`` or ``--hidden-units
+64,32,16``: a recipe's config fields and the model's keyword arguments, checked
+before any data is loaded. Failures exit non-zero with a one-line reason;
+``--debug`` shows TensorFlow's own output and the traceback.
 
 The CLI is the application layer: it is the only part of ``tfrec`` that calls into
 the ``export`` package (lazily, for ``export`` and ``recommend --artifact``); the
@@ -24,8 +28,6 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def _parse_value(text: str):
     if "," in text and not text.startswith(("(", "[")):
@@ -37,45 +39,24 @@ def _parse_value(text: str):
 
 
 def parse_model_kwargs(extra: list[str]) -> dict:
-    """``['--embedding-dim', '16', '--hidden-units=64,32']`` -> kwargs dict."""
+    """``['--embedding-dim', '16', '--hidden-units=64,32']`` -> settings dict."""
     kwargs, i = {}, 0
     while i < len(extra):
         token = extra[i]
         if not token.startswith("--") or len(token) < 3:
             raise ValueError(
-                f"Unexpected argument {token!r}; model options look like --name value."
+                f"Unexpected argument {token!r}; settings look like --name value."
             )
         if "=" in token:
             key, value = token[2:].split("=", 1)
             i += 1
         else:
             if i + 1 >= len(extra):
-                raise ValueError(f"Model option {token} needs a value.")
+                raise ValueError(f"Setting {token} needs a value.")
             key, value = token[2:], extra[i + 1]
             i += 2
         kwargs[key.replace("-", "_")] = _parse_value(value)
     return kwargs
-
-
-def load_split_for(dataset, protocol, data_dir, seed, eval_negatives=99):
-    """The split a run trains on; rebuilt the same way by evaluate/recommend."""
-    from tfrec.data import load_split
-
-    kw = {}
-    if protocol == "leave_one_out" and dataset != "ncf-ml-1m":
-        kw["num_negatives"] = eval_negatives
-    return load_split(dataset, protocol=protocol, data_dir=data_dir, seed=seed, **kw)
-
-
-def _split_for(config: dict, data_dir=None):
-    cfg = config["config"] if "config" in config else config
-    return load_split_for(
-        cfg["dataset"],
-        cfg.get("protocol", "leave_one_out"),
-        data_dir or cfg.get("data_dir"),
-        cfg.get("split_seed", 0),
-        cfg.get("eval_negatives", 99),
-    )
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -83,16 +64,25 @@ def _print_metrics(metrics: dict) -> None:
         if not isinstance(values, dict):
             continue
         shown = "  ".join(
-            f"{k}={v:.4f}" for k, v in sorted(values.items()) if k != "seconds"
+            f"{k}={v:.4f}"
+            for k, v in sorted(values.items())
+            if k != "seconds" and isinstance(v, (int, float))
         )
-        print(f"  {protocol:<8} {shown}")
+        print(f"  {protocol:<10} {shown}")
 
 
 def cmd_models(args) -> int:
     from tfrec import list_models, model_info
 
+    print(f"{'model':<22} {'task':<10} {'recipe':<13} {'default data':<28} paper")
     for name in list_models():
-        print(model_info(name).summary())
+        info = model_info(name)
+        try:
+            recipe = info.recipe
+            rname, data = recipe.name, recipe.default_dataset
+        except ValueError:
+            rname, data = "(none)", "-"
+        print(f"{name:<22} {info.task:<10} {rname:<13} {data:<28} {info.paper}")
     return 0
 
 
@@ -100,137 +90,214 @@ def cmd_datasets(args) -> int:
     from tfrec.data import DATASETS
 
     for name, spec in DATASETS.items():
-        print(f"{name:<16} {spec.description}")
+        print(f"{name:<28} {spec.description}")
+    print("Your own data: tfrec train MODEL --data FILE.csv|.tsv|.parquet "
+          "--columns user=...,item=...")
     return 0
 
 
-def cmd_train(args, extra) -> int:
-    from tfrec.training import TrainConfig, train
+def cmd_presets(args) -> int:
+    from tfrec import list_models, model_info
 
-    kwargs = parse_model_kwargs(extra)
-    config = TrainConfig(
-        model=args.model,
-        dataset=args.dataset,
-        model_kwargs=kwargs,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        learning_rate=args.learning_rate,
-        num_negatives=args.num_negatives,
-        seed=args.seed,
-        early_stopping_patience=args.early_stopping,
-        full_ranking=not args.no_full_ranking,
-        protocol=args.protocol,
-        split_seed=args.split_seed,
-        eval_negatives=args.eval_negatives,
-        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
+    names = [args.model] if args.model else list_models()
+    seen = set()
+    for name in names:
+        recipe = model_info(name).recipe
+        for preset in recipe.presets:
+            if preset.models and name not in preset.models:
+                continue
+            if args.model is None and (recipe.name, preset.name) in seen:
+                continue
+            seen.add((recipe.name, preset.name))
+            models = name if args.model else ", ".join(preset.models or recipe.models)
+            print(f"{preset.name}  ({models}; --dataset {preset.dataset or recipe.default_dataset})")
+            values = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.values.items())
+            print(f"    {values}")
+            print(f"    source: {preset.source}")
+    if not seen:
+        print("No presets." if args.model is None else f"No presets for {args.model}.")
+    return 0
+
+
+_QUERY_HINT = {
+    "user": "--user {user}",
+    "session": "--session {items}",
+    "item": "--item {item}",
+    "pipeline": "--user {user}",
+}
+
+
+def _next_commands(run: Path, recipe, vocab) -> list[str]:
+    users = vocab.users or ["USER"]
+    items = [i for i in vocab.items if i] or ["ITEM"]
+    hint = _QUERY_HINT[recipe.query].format(
+        user=users[0], item=items[0], items=",".join(items[:3])
     )
-    config.validate()
-    split = load_split_for(
-        args.dataset, args.protocol, args.data_dir, args.split_seed, args.eval_negatives
+    return [
+        f"tfrec evaluate {run}",
+        f"tfrec export {run}",
+        f"tfrec recommend --run {run} {hint} --k 10",
+    ]
+
+
+def cmd_train(args, extra) -> int:
+    import tfrec
+    from tfrec.console import quiet
+
+    quiet()
+    settings = parse_model_kwargs(extra)
+    for key in ("epochs", "batch_size", "optimizer", "learning_rate", "seed",
+                "early_stopping"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    for key in ("data_dir", "columns", "content", "split", "split_seed",
+                "test_fraction", "valid_fraction", "eval_negatives"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    if settings.get("data_dir"):
+        settings["data_dir"] = str(Path(settings["data_dir"]).resolve())
+    if settings.get("content"):
+        settings["content"] = str(Path(settings["content"]).resolve())
+    if args.data and args.dataset:
+        raise ValueError("Give --dataset NAME or --data FILE, not both.")
+    data = args.data or args.dataset
+    recipe = tfrec.model_info(args.model).recipe
+    if data is None and args.preset:
+        data = recipe.preset(args.preset).dataset
+    label = Path(data).stem if args.data else (data or recipe.default_dataset)
+    out = Path(args.out or f"runs/{args.model}-{label}-s{settings.get('seed', 0)}")
+    result = tfrec.train(
+        args.model,
+        data,
+        out=out,
+        preset=args.preset,
+        verbose=args.verbose,
+        printer=print,
+        **settings,
     )
-    out = Path(args.out or f"runs/{args.model}-{args.dataset}-s{args.seed}")
-    print(
-        f"Training {args.model} on {split.name}: {split.num_users} users, "
-        f"{split.num_items} items, {len(split.train['user_id'])} training rows -> {out}"
-    )
-    result = train(config, split, out, verbose=args.verbose)
-    print(
-        f"Test metrics ({result.metrics['epochs_run']} epochs, {result.seconds:.0f} s):"
-    )
+    epochs = len(result.history.get("epochs", []))
+    print(f"Test metrics, read once at the end ({epochs} epochs, {result.seconds:.0f} s):")
     _print_metrics(result.metrics)
-    print(f"Run directory: {out}")
+    print(f"Serving graphs: {', '.join(result.serving)}")
+    from tfrec.training.runner import read_vocab
+
+    print("Next:")
+    for line in _next_commands(out, recipe, read_vocab(out)):
+        print(f"  {line}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from tfrec.training import evaluate_model, load_run
+    from tfrec.console import quiet
+    from tfrec.training.runner import evaluate_run
 
-    model, config = load_run(args.run)
-    split = _split_for(config, args.data_dir)
-    metrics = evaluate_model(
-        model,
-        split,
-        ks=tuple(config["config"].get("ks", (10,))),
-        full_ranking=not args.no_full_ranking,
-    )
+    quiet()
+    metrics = evaluate_run(args.run, data_dir=args.data_dir)
+    print(f"Test metrics of {args.run}:")
     _print_metrics(metrics)
     return 0
 
 
 def cmd_export(args) -> int:
     from export.cli import export_run
+    from tfrec.console import quiet
 
-    export_run(args.run, name=args.name, base_dir=args.base_dir, version=args.version)
+    quiet()
+    paths = export_run(
+        args.run, name=args.name, base_dir=args.base_dir, version=args.version,
+        graphs=args.graph,
+    )
+    if paths:
+        first = next(iter(paths.values()))
+        print(f"Next: tfrec recommend --artifact {first.parent} ... (or serve "
+              f"{first.parent} with TF Serving)")
     return 0
 
 
-def _read_vocab(path: Path) -> tuple[list[str], list[str] | None]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    rows = [line.split("\t") for line in lines[1:] if line]
-    raw = [r[1] for r in rows]
-    names = [r[2] if len(r) > 2 else "" for r in rows] if "name" in header else None
-    return raw, names
+def _query(args):
+    given = [q for q in ("user", "session", "item") if getattr(args, q) is not None]
+    if len(given) != 1:
+        raise ValueError("Give exactly one of --user ID, --session ID,ID,... or --item ID.")
+    kind = given[0]
+    value = getattr(args, kind)
+    if kind == "session":
+        value = [v for v in (t.strip() for t in value.split(",")) if v]
+        if not value:
+            raise ValueError("--session needs at least one item id.")
+    return kind, value
+
+
+def _print_recs(recs, header, names=None):
+    print(header)
+    for rank, (item, score) in enumerate(recs, start=1):
+        title = f"  {names[item]}" if names and names.get(item) else ""
+        print(f"  {rank:>2}. item {item:<8} score={score:.4f}{title}")
 
 
 def cmd_recommend(args) -> int:
-    import numpy as np
+    from tfrec.console import quiet
 
-    from tfrec.training import feed_scorer, keras_scorer
-
+    quiet()
     if args.pipeline:
         return _recommend_pipeline(args)
     if bool(args.run) == bool(args.artifact):
         raise ValueError("Give exactly one of --run DIR or --artifact DIR.")
     if args.k < 1:
         raise ValueError(f"--k must be a positive int. Received: {args.k}")
-    if args.run:
-        from tfrec.training import load_run
+    kind, query = _query(args)
+    if args.artifact:
+        return _recommend_artifact(args, kind, query)
+    from tfrec import model_info
+    from tfrec.training.runner import load_run, read_vocab
 
-        model, _ = load_run(args.run)
-        score_fn = keras_scorer(model)
-        vocab_dir = Path(args.run) / "vocab"
-        source = f"run {args.run} (Keras)"
-    else:
-        from export.serving import ExportedModel
-
-        exported = ExportedModel(args.artifact, runtime=args.runtime)
-        out = exported.manifest["outputs"][0]["name"]
-        score_fn = feed_scorer(exported, out)
-        vocab_dir = exported.path / "vocab"
-        source = f"{exported.path} ({args.runtime})"
-    users, _ = _read_vocab(vocab_dir / "users.tsv")
-    items, names = _read_vocab(vocab_dir / "items.tsv")
-    if str(args.user) not in users:
+    serving, record = load_run(args.run)
+    recipe = model_info(record["model"]).recipe
+    want = "user" if recipe.query == "pipeline" else recipe.query
+    if kind != want:
         raise ValueError(
-            f"Unknown user {args.user!r}: not in the training vocabulary "
-            f"({len(users)} users, e.g. {', '.join(users[:3])})."
+            f"{record['model']} recommends from --{want}, not --{kind}."
         )
-    user = users.index(str(args.user))
-    scores = score_fn(
-        np.full(len(items), user, np.int64), np.arange(len(items), dtype=np.int64)
+    vocab = read_vocab(args.run)
+    recs = recipe.recommend(
+        record["model"], serving, vocab, query, k=args.k,
+        exclude_seen=not args.include_seen,
     )
-    seen = []
-    if not args.include_seen:
-        seen_path = vocab_dir / "seen.npz"
-        if not seen_path.is_file():
-            raise FileNotFoundError(
-                f"{seen_path} is missing, so seen items cannot be excluded; "
-                "pass --include-seen or re-export the run."
-            )
-        with np.load(seen_path) as csr:
-            indptr, indices = csr["indptr"], csr["indices"]
-        seen = indices[indptr[user] : indptr[user + 1]]
-        scores = scores.astype(np.float64)
-        scores[seen] = -np.inf
-    top = np.argsort(-scores, kind="stable")[: args.k]
-    print(
-        f"Top-{args.k} for user {args.user} from {source}; {len(seen)} seen items excluded:"
+    names = dict(zip(vocab.items, vocab.item_names, strict=True)) if vocab.item_names else None
+    what = {"user": f"user {query}", "session": f"session {query}", "item": f"item {query}"}
+    _print_recs(recs, f"Top-{args.k} for {what[kind]} from run {args.run} (Keras):", names)
+    return 0
+
+
+def _recommend_artifact(args, kind, query) -> int:
+    """An exported user-item scorer, in onnxruntime or the SavedModel."""
+    from export.serving import ExportedModel
+    from tfrec.recipes.interactions import recommend_for_user
+    from tfrec.training import feed_scorer
+    from tfrec.training.runner import read_vocab
+
+    exported = ExportedModel(args.artifact, runtime=args.runtime)
+    inputs = {s["name"] for s in exported.manifest["inputs"]}
+    if kind != "user" or inputs != {"user_id", "item_id"}:
+        raise ValueError(
+            f"--artifact recommends for --user from user-item scorers; this artifact "
+            f"takes {sorted(inputs)}. Use --run DIR for the other models."
+        )
+    out = exported.manifest["outputs"][0]["name"]
+    vocab = read_vocab(exported.path)
+    if not args.include_seen and vocab.seen is None:
+        raise FileNotFoundError(
+            f"{exported.path / 'vocab' / 'seen.npz'} is missing, so seen items "
+            "cannot be excluded; pass --include-seen or re-export the run."
+        )
+    recs = recommend_for_user(
+        feed_scorer(exported, out), vocab, query, k=args.k,
+        exclude_seen=not args.include_seen,
     )
-    for rank, idx in enumerate(top, start=1):
-        title = f"  {names[idx]}" if names else ""
-        print(f"  {rank:>2}. item {items[idx]:<6} score={scores[idx]:.4f}{title}")
+    names = dict(zip(vocab.items, vocab.item_names, strict=True)) if vocab.item_names else None
+    _print_recs(recs, f"Top-{args.k} for user {query} from {exported.path} "
+                f"({args.runtime}):", names)
     return 0
 
 
@@ -243,6 +310,8 @@ def _recommend_pipeline(args) -> int:
         )
     if args.k < 1:
         raise ValueError(f"--k must be a positive int. Received: {args.k}")
+    if args.user is None:
+        raise ValueError("--pipeline youtube needs --user ID.")
     from export.pipeline import ExportedPipeline
 
     pipe = ExportedPipeline(args.artifact, runtime=args.runtime)
@@ -262,60 +331,72 @@ def _recommend_pipeline(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfrec.training.optimizers import OPTIMIZERS
-
     parser = argparse.ArgumentParser(prog="tfrec", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="show TensorFlow's output and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list registered models")
     sub.add_parser("datasets", help="list data sets")
+    p = sub.add_parser("presets", help="named settings behind reported results")
+    p.add_argument("model", nargs="?", default=None)
 
     t = sub.add_parser(
-        "train", help="train a model; extra --name value pairs are model kwargs"
+        "train", help="train a model; extra --name value pairs are settings"
     )
     t.add_argument("model")
-    t.add_argument("--dataset", default="movielens-100k")
-    t.add_argument(
-        "--protocol", default="leave_one_out", choices=["leave_one_out", "random"]
-    )
-    t.add_argument("--data-dir", default=None, help="local copy of the data set")
-    t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    t.add_argument("--learning-rate", "--lr", type=float, default=0.001)
-    t.add_argument("--num-negatives", type=int, default=4)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--split-seed", type=int, default=0)
-    t.add_argument(
-        "--eval-negatives",
-        type=int,
-        default=99,
-        help="sampled negatives per held-out item (leave-one-out protocol)",
-    )
-    t.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
-    t.add_argument("--no-full-ranking", action="store_true")
-    t.add_argument(
-        "--out", default=None, help="run directory (default runs/MODEL-DATASET-sSEED)"
-    )
-    t.add_argument("--verbose", type=int, default=2)
+    src = t.add_argument_group("data")
+    src.add_argument("--dataset", default=None,
+                     help="catalogue data set (default: the recipe's, see tfrec models)")
+    src.add_argument("--data", default=None, metavar="FILE",
+                     help="your own .csv / .tsv / .parquet interactions")
+    src.add_argument("--columns", default=None,
+                     help="column mapping, e.g. user=customer,item=sku,rating=stars,"
+                     "time=ts,session=visit")
+    src.add_argument("--content", default=None, metavar="FILE",
+                     help="item content / features file, for models that need one")
+    src.add_argument("--split", default=None,
+                     help="leave_one_out, time, random or session_last_day "
+                     "(default: the recipe's)")
+    src.add_argument("--split-seed", type=int, default=None)
+    src.add_argument("--test-fraction", type=float, default=None)
+    src.add_argument("--valid-fraction", type=float, default=None)
+    src.add_argument("--eval-negatives", type=int, default=None,
+                     help="sampled negatives per held-out item (sampled protocol)")
+    src.add_argument("--data-dir", default=None, help="local copy of the data set")
+    t.add_argument("--preset", default=None, help="named settings (tfrec presets MODEL)")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--optimizer", default=None)
+    t.add_argument("--learning-rate", "--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="stop when the validation metric stalls this many epochs")
+    t.add_argument("--out", default=None,
+                   help="run directory (default runs/MODEL-DATA-sSEED)")
+    t.add_argument("--verbose", type=int, default=0,
+                   help="Keras progress bars (0: one line per epoch)")
 
-    e = sub.add_parser("evaluate", help="evaluate a finished run")
+    e = sub.add_parser("evaluate", help="evaluate a finished run on its test part")
     e.add_argument("run")
     e.add_argument("--data-dir", default=None)
-    e.add_argument("--no-full-ranking", action="store_true")
 
     x = sub.add_parser(
-        "export", help="export a run to SavedModel + ONNX with parity check"
+        "export", help="export every serving graph of a run (SavedModel + ONNX, parity)"
     )
     x.add_argument("run")
     x.add_argument("--name", default=None)
     x.add_argument("--base-dir", default="saved_models")
     x.add_argument("--version", type=int, default=None)
+    x.add_argument("--graph", action="append", default=None,
+                   help="only this serving graph (repeatable)")
 
-    r = sub.add_parser("recommend", help="top-K items for a user")
+    r = sub.add_parser("recommend", help="top-K items for a user, session or item")
     r.add_argument("--run", default=None)
     r.add_argument("--artifact", default=None, help="saved_models/<name>[/<version>]")
     r.add_argument("--runtime", default="onnx", choices=["onnx", "saved_model"])
-    r.add_argument("--user", required=True, help="raw user id, as in the data set")
+    r.add_argument("--user", default=None, help="raw user id, as in the data")
+    r.add_argument("--session", default=None, help="raw item ids, comma-separated")
+    r.add_argument("--item", default=None, help="raw item id (similar items)")
     r.add_argument("--k", type=int, default=10)
     r.add_argument("--include-seen", action="store_true")
     r.add_argument(
@@ -330,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.debug:
+        os.environ["TFREC_DEBUG"] = "1"
     if extra and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
@@ -338,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = {
             "models": cmd_models,
             "datasets": cmd_datasets,
+            "presets": cmd_presets,
             "evaluate": cmd_evaluate,
             "export": cmd_export,
             "recommend": cmd_recommend,

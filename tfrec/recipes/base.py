@@ -398,6 +398,20 @@ class Recipe:
         (their ``models`` trained, their ``arrays`` computed)."""
         raise NotImplementedError(f"{type(self).__name__}.build_stage")
 
+    # ---- serving contract ----------------------------------------------------
+    #: What unknown ids do in this family's serving graphs (export manifest);
+    #: None: the all-zero embedding of `tfrec.layers.IdEmbedding`.
+    oov_policy: str | None = None
+
+    def input_notes(self, graph: str) -> dict[str, str]:
+        """``{input name: what it holds}`` for the export manifest. The default
+        describes index inputs; recipes whose graphs take raw ids override it."""
+        return {
+            "user_id": "user index: the row of vocab/users.tsv that holds the raw id "
+            "(tfrec recommend maps raw ids)",
+            "item_id": "item index: the row of vocab/items.tsv that holds the raw id",
+        }
+
     # ---- evaluation and use ------------------------------------------------
     def evaluate(
         self,

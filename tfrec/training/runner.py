@@ -525,13 +525,21 @@ def train(
     record = setup.record()
     run_dir = Path(out) if out is not None else None
     resuming = False
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir is not None and run_dir.is_dir():
         resuming = _check_resume(run_dir, record)
+    if printer:
+        printer(
+            f"Training {model} ({recipe.name} recipe"
+            f"{', preset ' + preset if preset else ''})"
+            f"{' -> ' + str(run_dir) if run_dir else ''}"
+            f"{'; resuming the unfinished run there' if resuming else ''}"
+        )
+    # Settings are validated and the data loaded before anything is written.
     loaded = setup.load()
     if printer:
         printer(f"Data: {recipe.describe(loaded)}")
     if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
         if not resuming:
             _clear_run(run_dir)
         atomic_write_json(run_dir / "config.json", record)
