@@ -31,7 +31,7 @@ def synthetic_split(seed: int = 0, *, num_users: int = 40, num_items: int = 30, 
     inter = synthetic_interactions(
         num_users, num_items, per_user=per_user, seed=seed, name="synthetic"
     )
-    return leave_one_out(inter, num_negatives=9, seed=seed)
+    return leave_one_out(inter, num_negatives=19, seed=seed)
 
 
 def describe_split(split) -> str:

@@ -557,7 +557,7 @@ def train(
             if printer:
                 printer(f"  [{stage}] finished earlier; loaded its weights")
         else:
-            extra = list(callbacks)
+            extra = []
             if printer and verbose == 0 and plan.trainer is not None:
                 extra.append(_Quiet(stage, plan.epochs, printer))
             if run_dir is not None and plan.trainer is not None:
@@ -565,6 +565,7 @@ def train(
                 extra.append(
                     keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage))
                 )
+            extra += list(callbacks)  # the user's last: they see the full logs
             _run_plan(plan, stage, config, callbacks=extra, verbose=verbose)
             if folder is not None:
                 _save_stage(plan, folder)
