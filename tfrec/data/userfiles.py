@@ -163,7 +163,8 @@ def _times(values: pd.Series, path: Path, column: str, suffix: str) -> np.ndarra
             f"{values.iloc[bad[0]]!r} does not parse (use Unix seconds or an ISO "
             "date such as 2024-03-01T12:00:00)."
         )
-    return (parsed.astype("int64") // 10**9).to_numpy(np.int64)
+    epoch = pd.Timestamp(0, tz="UTC")
+    return ((parsed - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
 
 
 def read_table(
