@@ -48,8 +48,8 @@ bench: install
 	$(BIN)/python scripts/bench.py
 
 reproduce-ncf: install
-	$(BIN)/python scripts/reproduce_ncf.py --only gmf ncf_mlp neumf neumf_pretrained --seeds $(SEEDS) --epochs 10 --finetune-epochs 5
-	$(BIN)/python scripts/reproduce_ncf.py --only mf --seeds $(SEEDS) --mf-epochs 6 --mf-negatives 4 --append
+	$(BIN)/python scripts/reproduce_ncf.py --only neumf mf --seeds $(SEEDS)
+	$(BIN)/python scripts/reproduce_ncf.py --only gmf ncf_mlp neumf_pretrained --seeds 0 --append
 
 # Issue 3: GRU4Rec on the YooChoose and DIGINETICA samples with the official code's
 # published settings (about 15 minutes), then item2vec on ML-100K (about 20).

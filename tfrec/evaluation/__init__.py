@@ -9,12 +9,19 @@ from tfrec.evaluation.metrics import (
     ranks_of_relevant,
     rmse,
 )
-from tfrec.evaluation.protocols import FullRanking, SampledRanking, popularity_scorer
+from tfrec.evaluation.protocols import (
+    FullRanking,
+    SampledRanking,
+    evaluate_split,
+    popularity_scorer,
+    split_protocols,
+)
 
 __all__ = [
     "FullRanking",
     "SampledRanking",
     "auc",
+    "evaluate_split",
     "log_loss",
     "mae",
     "popularity_scorer",
@@ -22,4 +29,5 @@ __all__ = [
     "ranking_metrics",
     "ranks_of_relevant",
     "rmse",
+    "split_protocols",
 ]

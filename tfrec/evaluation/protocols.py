@@ -15,13 +15,20 @@ Reference:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from tfrec.evaluation.metrics import _check_ks, ranking_metric_sums
+from tfrec.evaluation.metrics import _check_ks, mae, ranking_metric_sums, rmse
 
-__all__ = ["FullRanking", "SampledRanking", "popularity_scorer"]
+__all__ = [
+    "FullRanking",
+    "SampledRanking",
+    "evaluate_split",
+    "popularity_scorer",
+    "split_protocols",
+]
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -333,3 +340,49 @@ def popularity_scorer(train_items: np.ndarray, num_items: int) -> ScoreFn:
         return counts[np.asarray(item_idx, dtype=np.int64)]
 
     return score_fn
+
+
+# ------------------------------------------------------------- protocols of a Split
+
+
+def split_protocols(split, part: str, *, ks=(10,), full: bool = True) -> dict:
+    """Ranking protocols of ``part`` (``valid``/``test``): sampled when the split
+    has negatives, full ranking (known items excluded) when ``full`` or none."""
+    rows = getattr(split, part)
+    if rows is None:
+        return {}
+    negatives = getattr(split, f"{part}_negatives")
+    out = {}
+    if negatives is not None:
+        out["sampled"] = SampledRanking(rows["user_id"], rows["item_id"], negatives, ks=ks)
+    if full or negatives is None:
+        known = ("train",) if part == "valid" else tuple(
+            p for p in ("train", "valid") if getattr(split, p) is not None
+        )
+        indptr, indices = split.csr(*known)
+        out["full"] = FullRanking(
+            split.num_items,
+            rows["user_id"],
+            rows["item_id"],
+            exclude_indptr=indptr,
+            exclude_indices=indices,
+            ks=ks,
+        )
+    return out
+
+
+def evaluate_split(split, score_fn, part: str, *, ks=(10,), rating_fn=None) -> dict:
+    """Every ranking protocol of ``part``, plus RMSE/MAE when ``rating_fn``."""
+    results: dict = {}
+    for name, protocol in split_protocols(split, part, ks=ks, full=True).items():
+        started = time.time()
+        results[name] = protocol.evaluate(score_fn)
+        results[name]["seconds"] = round(time.time() - started, 2)
+    if rating_fn is not None:
+        rows = getattr(split, part)
+        pred = rating_fn(rows["user_id"], rows["item_id"])
+        results["rating"] = {
+            "rmse": rmse(rows["rating"], pred),
+            "mae": mae(rows["rating"], pred),
+        }
+    return results

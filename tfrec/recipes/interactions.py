@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from tfrec.evaluation.protocols import evaluate_split, split_protocols
 from tfrec.recipes.base import DataSource, ServingGraph, Vocab
+
+__all__ = ["evaluate_split", "split_protocols"]
 
 INTERACTION_DATASETS = ("movielens-100k", "movielens-1m", "ncf-ml-1m")
 
@@ -53,40 +56,12 @@ def split_vocab(split) -> Vocab:
     )
 
 
-def protocols(split, part: str, *, ks=(10,), full: bool = True) -> dict:
-    """Ranking protocols of ``part`` (``valid``/``test``): sampled when the split
-    has negatives, full ranking (known items excluded) when ``full`` or none."""
-    from tfrec.evaluation import FullRanking, SampledRanking
-
-    rows = getattr(split, part)
-    if rows is None:
-        return {}
-    negatives = getattr(split, f"{part}_negatives")
-    out = {}
-    if negatives is not None:
-        out["sampled"] = SampledRanking(rows["user_id"], rows["item_id"], negatives, ks=ks)
-    if full or negatives is None:
-        known = ("train",) if part == "valid" else tuple(
-            p for p in ("train", "valid") if getattr(split, p) is not None
-        )
-        indptr, indices = split.csr(*known)
-        out["full"] = FullRanking(
-            split.num_items,
-            rows["user_id"],
-            rows["item_id"],
-            exclude_indptr=indptr,
-            exclude_indices=indices,
-            ks=ks,
-        )
-    return out
-
-
 def validation_fn(split, score_fn_factory, *, ks=(10,)):
     """``validate()`` for a StagePlan: the cheapest validation protocol's metrics
     (sampled when the split has negatives), or None without a validation part."""
     if split.valid is None:
         return None
-    protos = protocols(split, "valid", ks=ks, full=False)
+    protos = split_protocols(split, "valid", ks=ks, full=False)
     name = "sampled" if "sampled" in protos else "full"
     protocol = protos[name]
 
@@ -98,27 +73,6 @@ def validation_fn(split, score_fn_factory, *, ks=(10,)):
         }
 
     return validate
-
-
-def evaluate_split(split, score_fn, part: str, *, ks=(10,), rating_fn=None) -> dict:
-    """Every ranking protocol of ``part``, plus RMSE/MAE when ``rating_fn``."""
-    import time
-
-    results: dict[str, Any] = {}
-    for name, protocol in protocols(split, part, ks=ks, full=True).items():
-        started = time.time()
-        results[name] = protocol.evaluate(score_fn)
-        results[name]["seconds"] = round(time.time() - started, 2)
-    if rating_fn is not None:
-        from tfrec.evaluation import mae, rmse
-
-        rows = getattr(split, part)
-        pred = rating_fn(rows["user_id"], rows["item_id"])
-        results["rating"] = {
-            "rmse": rmse(rows["rating"], pred),
-            "mae": mae(rows["rating"], pred),
-        }
-    return results
 
 
 def user_index(vocab: Vocab, user) -> int:

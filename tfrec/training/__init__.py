@@ -1,28 +1,32 @@
-"""Training glue around ``keras.Model.fit``: optimisers, callbacks, run directories."""
+"""Training glue around ``keras.Model.fit``: the one runner, optimisers, scorers.
 
-from tfrec.training.loop import (
-    EvaluationCallback,
+The runner (`tfrec.training.runner`, also ``tfrec.train`` / ``tfrec.prepare``)
+drives every family's recipe (`tfrec.recipes`) the same way.
+"""
+
+from tfrec.training.optimizers import OPTIMIZERS, make_optimizer
+from tfrec.training.runner import (
+    Prepared,
     RunResult,
-    TrainConfig,
-    evaluate_model,
+    evaluate_run,
     load_run,
-    ranking_protocols,
+    prepare,
+    read_vocab,
     train,
 )
-from tfrec.training.optimizers import OPTIMIZERS, make_optimizer
 from tfrec.training.scoring import feed_scorer, keras_scorer, output_name
 
 __all__ = [
     "OPTIMIZERS",
-    "EvaluationCallback",
+    "Prepared",
     "RunResult",
-    "TrainConfig",
-    "evaluate_model",
+    "evaluate_run",
     "feed_scorer",
     "keras_scorer",
     "load_run",
     "make_optimizer",
     "output_name",
-    "ranking_protocols",
+    "prepare",
+    "read_vocab",
     "train",
 ]

@@ -101,6 +101,60 @@ class HistoryFile(keras.callbacks.Callback):
         atomic_write_json(self.path, history)
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` whose state survives a kill at any moment.
+
+    Keras writes ``latest.weights.h5`` and ``training_metadata.json`` in place, so
+    a process killed while writing leaves a truncated HDF5 file (resuming then
+    fails with "file signature not found", seen with SIGKILL) or weights and epoch
+    counter from different epochs. Here each save goes to a fresh
+    ``ckpt-<epoch>-<batch>/`` folder holding both files; a one-line ``LATEST``
+    pointer is then replaced atomically, and older folders are removed. A kill
+    before the pointer moves leaves the previous state intact.
+    """
+
+    def __init__(self, backup_dir, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self._root = Path(backup_dir)
+        self._pointer = self._root / "LATEST"
+        self._point_at(self._current_folder())
+
+    def _current_folder(self) -> Path | None:
+        if self._pointer.is_file():
+            name = self._pointer.read_text().strip()
+            if name and (self._root / name / "DONE").is_file():
+                return self._root / name
+        return None
+
+    def _point_at(self, folder: Path | None) -> None:
+        folder = folder or (self._root / "none")
+        self._weights_path = str(folder / "latest.weights.h5")
+        self._training_metadata_path = str(folder / "training_metadata.json")
+        self._prev_weights_path = str(folder / "absent.bkp")
+
+    def _save_model(self):
+        self._root.mkdir(parents=True, exist_ok=True)
+        name = f"ckpt-{self._current_epoch}-{self._last_batch_seen}"
+        folder = self._root / name
+        tmp = Path(tempfile.mkdtemp(dir=self._root, prefix=f".{name}."))
+        self.model.save_weights(str(tmp / "latest.weights.h5"), overwrite=True)
+        (tmp / "training_metadata.json").write_text(
+            json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        )
+        (tmp / "DONE").write_text("ok\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        pointer_tmp = self._root / ".LATEST.tmp"
+        pointer_tmp.write_text(name + "\n")
+        os.replace(pointer_tmp, self._pointer)
+        self._point_at(folder)
+        for old in self._root.iterdir():
+            if old.name not in (name, "LATEST") and (
+                old.name.startswith("ckpt-") or old.name.startswith(".ckpt-")
+            ):
+                shutil.rmtree(old, ignore_errors=True)
+
+
 class _Quiet(keras.callbacks.Callback):
     """One line per epoch: stage, epoch, loss and validation metrics."""
 
@@ -562,9 +616,7 @@ def train(
                 extra.append(_Quiet(stage, plan.epochs, printer))
             if run_dir is not None and plan.trainer is not None:
                 extra.append(HistoryFile(history_path, stage))
-                extra.append(
-                    keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage))
-                )
+                extra.append(AtomicBackupAndRestore(str(run_dir / "backup" / stage)))
             extra += list(callbacks)  # the user's last: they see the full logs
             _run_plan(plan, stage, config, callbacks=extra, verbose=verbose)
             if folder is not None:
