@@ -121,10 +121,10 @@ def run_seed(seed: int, inter, items, quick: bool) -> dict:
         content_cnn_ranker,
         movielens_token_content,
         set_user_factors,
-        train_content_cnn,
-        wmf_als,
     )
-    from tfrec.models.vbpr import bpr_mf, content_scorer, train_bpr, vbpr
+    from tfrec.models.vbpr import bpr_mf, vbpr
+    from tfrec.recipes.content_cnn import train_content_cnn, wmf_als
+    from tfrec.recipes.vbpr import content_scorer, train_bpr
 
     bpr = dict(SETTINGS["bpr"])
     cnn_cfg = dict(SETTINGS["cnn"])

@@ -498,6 +498,7 @@ class ContentCNNRecipe(Recipe):
         )
         trainer = FactorRegressionTrainer(cnn)
         trainer.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
+        trainer({"content": content[:1]})  # build (BackupAndRestore needs it)
 
         def predicted() -> np.ndarray:
             return _predict_factors(cnn, content[:n_warm])

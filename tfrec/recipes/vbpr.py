@@ -388,6 +388,8 @@ class VBPRRecipe(Recipe):
             optimizer=make_optimizer(config.optimizer, config.learning_rate),
             loss=bpr_loss,
         )
+        zero = np.zeros(1, np.int64)
+        trainer({"user_id": zero, "pos_item_id": zero, "neg_item_id": zero})  # build
         scorer = content_scorer(net, feats)
         validate = cs.warm_validation(data, lambda: scorer, ks=config.ks)
         return StagePlan(
