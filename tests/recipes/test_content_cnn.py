@@ -149,3 +149,37 @@ def test_movielens_token_content(recipe, shared_data):
     )
     assert data.content.shape[:2] == (1682, 16)
     assert set(np.unique(data.content.sum(axis=2))) <= {0.0, 1.0}
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted(recipe, data, runs, tmp_path):
+    import keras
+
+    class StopInSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise _Interrupt
+
+    out = tmp_path / "resumed"
+    with pytest.raises(_Interrupt):
+        tfrec.train("content_cnn", data, out=out, callbacks=[StopInSecondEpoch()],
+                    **recipe.test_config)
+    assert (out / "stages" / "wmf" / "DONE").is_file()
+    assert not (out / "stages" / "cnn").exists()
+    resumed = tfrec.train("content_cnn", data, out=out, **recipe.test_config)
+    reference = runs["content_cnn"]
+    for a, b in zip(resumed.model.get_weights(), reference.model.get_weights(),
+                    strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert [r["epoch"] for r in resumed.history["epochs"]] == [1, 2]
+
+
+def test_recommend_needs_item_content(recipe, runs):
+    from tfrec.training.runner import read_vocab
+
+    vocab = read_vocab(runs["content_cnn"].run_dir)  # vocab/ keeps no content yet
+    with pytest.raises(ValueError, match="item_content"):
+        recipe.recommend("content_cnn", runs["content_cnn"].serving, vocab, "1")
