@@ -149,6 +149,9 @@ def test_config_errors_name_the_key(recipe):
         recipe.make_config("vbpr", l2=-1.0)
     with pytest.raises(ValueError, match="cold_fraction"):
         recipe.make_config("vbpr", cold_fraction=1.5)
+    with pytest.raises(ValueError, match="min_rating"):
+        recipe.make_config("vbpr", min_rating="four")
+    assert recipe.make_config("vbpr", min_rating="4")[0].min_rating == 4.0
     with pytest.raises(ValueError, match="num_negatives"):
         recipe.make_config("vbpr", num_negatives=0)
     with pytest.raises(ValueError, match="is for vbpr"):

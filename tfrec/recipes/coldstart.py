@@ -62,6 +62,21 @@ class ColdStartSettings(TrainSettings):
                 raise ValueError(
                     f"`{name}` must be in (0, 1). Received: {name}={value!r}"
                 )
+        if isinstance(self.min_rating, str):  # from the command line
+            try:
+                self.min_rating = float(self.min_rating)
+            except ValueError:
+                raise ValueError(
+                    "`min_rating` must be a number or None. Received: "
+                    f"min_rating={self.min_rating!r}"
+                ) from None
+        if self.min_rating is not None and (
+            isinstance(self.min_rating, bool)
+            or not isinstance(self.min_rating, (int, float))
+        ):
+            raise ValueError(
+                f"`min_rating` must be a number or None. Received: {self.min_rating!r}"
+            )
         if self.warm_test not in ("random", "latest"):
             raise ValueError(
                 "`warm_test` must be 'random' or 'latest'. Received: "
