@@ -183,3 +183,16 @@ def test_recommend_needs_item_content(recipe, runs):
     vocab = read_vocab(runs["content_cnn"].run_dir)  # vocab/ keeps no content yet
     with pytest.raises(ValueError, match="item_content"):
         recipe.recommend("content_cnn", runs["content_cnn"].serving, vocab, "1")
+
+
+def test_keras_native_route(recipe, data):
+    prepared = tfrec.prepare("content_cnn_ranker", data, **recipe.test_config)
+    trainer, train_ds, protocols = prepared
+    history = trainer.fit(train_ds, epochs=2, callbacks=[protocols.callback()],
+                          verbose=0, shuffle=False)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert "val_mse" in history.history
+    serving = prepared.serving()
+    assert set(serving) == GRAPHS
+    metrics = protocols.test(serving)
+    assert np.isfinite(metrics["cold"]["ndcg@10"])
