@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 
+# --------------------------------------------------------------------------- BPR fit
+
+
 def bpr_loss(y_true, x_uij):
     """BPR loss ``-mean(ln sigma(x_uij))`` (``y_true`` is ignored).
 
