@@ -7,7 +7,7 @@ A thin loop over the runner: each seed trains ``bpr_mf``, ``vbpr`` and
 ``split_seed`` set to the seed. The baselines below are computed on the same
 split, loaded through the recipe.
 
-Protocol (`tfrec.recipes.coldstart`, `tfrec.data.coldstart`): MovieLens-100K as
+Protocol (`tfrec.recipes.cold_items`, `tfrec.data.coldstart`): MovieLens-100K as
 implicit feedback (every rating is a positive); per seed, a random 20% of the
 items become cold (all their interactions form the cold test set, none is in
 training) and a random 20% of each user's remaining interactions form the warm

@@ -36,7 +36,7 @@ from keras import ops
 
 from tfrec.data.pipelines import SamplerEpochCallback
 from tfrec.models.content_cnn import movielens_token_content, set_user_factors
-from tfrec.recipes import coldstart as cs
+from tfrec.recipes import cold_items as cs
 from tfrec.recipes.base import (
     Preset,
     Recipe,

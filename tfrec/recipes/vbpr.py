@@ -12,7 +12,7 @@ of (seed, epoch)), with the paper's L2 terms (``l2`` on the rows a triple
 touches, ``l2_visual`` on ``E`` and ``beta'``). ``bpr_mf`` trains with the same
 loss (no visual part).
 
-Data: the cold-start split of ``reports/content.md`` (`tfrec.recipes.coldstart`):
+Data: the cold-start split of ``reports/content.md`` (`tfrec.recipes.cold_items`):
 models are built with ``num_items = num_warm_items``, so cold items are out of
 vocabulary and VBPR scores them from content alone (BPR-MF scores them 0).
 Validation: a share of each user's training pairs, ranked over warm items.
@@ -34,7 +34,7 @@ from keras import ops
 
 from tfrec.data.pairwise import bpr_dataset
 from tfrec.data.pipelines import SamplerEpochCallback
-from tfrec.recipes import coldstart as cs
+from tfrec.recipes import cold_items as cs
 from tfrec.recipes import interactions as ix
 from tfrec.recipes.base import Preset, Recipe, StagePlan, register_recipe
 from tfrec.registry import create_model
