@@ -13,9 +13,8 @@ from tfrec.models.content_cnn import (
     content_cnn_ranker,
     movielens_token_content,
     set_user_factors,
-    train_content_cnn,
-    wmf_als,
 )
+from tfrec.recipes.content_cnn import train_content_cnn, wmf_als
 
 TINY = dict(filters=(3, 2), kernel_size=2, pool_sizes=(2,), hidden_units=(4,))
 

@@ -1,4 +1,5 @@
-"""Tests for tfrec.models.vbpr (VBPR, BPR-MF, BPR training wrapper)."""
+"""Tests for tfrec.models.vbpr (VBPR, BPR-MF) and its BPR training wrapper
+(tfrec.recipes.vbpr)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,8 @@ from tfrec.data.coldstart import (
     synthetic_content,
 )
 from tfrec.data.content import save_item_features
-from tfrec.models.vbpr import (
-    BPRTrainer,
-    bpr_loss,
-    bpr_mf,
-    content_scorer,
-    train_bpr,
-    vbpr,
-)
+from tfrec.models.vbpr import bpr_mf, vbpr
+from tfrec.recipes.vbpr import BPRTrainer, bpr_loss, content_scorer, train_bpr
 
 
 def _weights(model, rng):

@@ -12,11 +12,12 @@ CF factors.
 
 Pieces:
 
-* :func:`wmf_als`: the latent factors to regress. Weighted matrix
-  factorisation for implicit feedback (Hu, Koren & Volinsky, ICDM 2008), the
-  model the paper uses, solved by alternating least squares in numpy. Binary
-  interactions get confidence ``1 + alpha`` (the paper's play counts would
-  give ``1 + alpha log(1 + r / eps)``; MovieLens has no counts).
+* ``wmf_als`` (`tfrec.recipes.content_cnn`, training only): the latent
+  factors to regress. Weighted matrix factorisation for implicit feedback (Hu,
+  Koren & Volinsky, ICDM 2008), the model the paper uses, solved by
+  alternating least squares in numpy. Binary interactions get confidence
+  ``1 + alpha`` (the paper's play counts would give ``1 + alpha log(1 + r /
+  eps)``; MovieLens has no counts).
 * :func:`content_cnn` (registered, ``content -> item_factors``): 1-D
   convolutions over time (ReLU), max-pooling over time between them, global
   temporal pooling (mean, max and L2 norm, concatenated, as in the paper),
@@ -25,15 +26,18 @@ Pieces:
   the serving scorer, ``score = x_u . cnn(content)`` with the WMF user
   factors ``x_u`` in an id table (ids outside ``[0, num_users)`` look up
   zeros, so unknown users score 0 everywhere).
-* :func:`train_content_cnn`: fits the CNN with the squared error to the WMF
-  factors (the paper's MSE objective; its alternative weighted prediction
-  error objective is not implemented).
+* Training (`tfrec.recipes.content_cnn`; ``tfrec train content_cnn``): a
+  ``wmf`` stage computes the factors, then a ``cnn`` stage fits the CNN with
+  the squared error to them (the paper's MSE objective; its alternative
+  weighted prediction error objective is not implemented) and assembles the
+  ranker from the CNN and the WMF user factors.
 
 Paper architecture for 599 x 128 spectrograms: conv 256 (width 4), max-pool
 4, conv 256 (width 4), max-pool 2, conv 512 (width 4), global mean/max/L2
 pooling, Dense 2048, output 50 (``filters=(256, 256, 512)``,
 ``pool_sizes=(4, 2)``, ``hidden_units=(2048,)``, ``embedding_dim=50``; the
-defaults). Deviations: Adam instead of the paper's SGD with momentum; no
+defaults). Deviations: Adam by default instead of the paper's SGD with
+momentum (any `make_optimizer` name trains); no
 dropout by default (the paper does not state any for the MSE model).
 
 Inputs real deployments feed: a time x frequency array per item (log-mel
@@ -61,8 +65,7 @@ __all__ = [
     "content_cnn",
     "content_cnn_ranker",
     "movielens_token_content",
-    "train_content_cnn",
-    "wmf_als",
+    "set_user_factors",
 ]
 
 POOLINGS = ("mean", "max", "l2")
@@ -340,173 +343,6 @@ def set_user_factors(ranker: keras.Model, user_factors: np.ndarray) -> None:
             f"Received shape {got}."
         )
     layer.embeddings.assign(np.asarray(user_factors, np.float32))
-
-
-def wmf_als(
-    users: np.ndarray,
-    items: np.ndarray,
-    num_users: int,
-    num_items: int,
-    *,
-    factors: int = 50,
-    alpha: float = 10.0,
-    reg: float = 1.0,
-    iterations: int = 15,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted matrix factorisation (Hu et al. 2008) by alternating least squares.
-
-    Minimises ``sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + reg (|X|^2 + |Y|^2)``
-    over all user-item cells, with ``p_ui = 1`` for an interaction (else 0)
-    and confidence ``c_ui = 1 + alpha`` for interactions (else 1). Each ALS
-    half-step solves, per user, ``(Y^T Y + alpha Y_u^T Y_u + reg I) x_u =
-    (1 + alpha) sum_{i in I_u} y_i`` (and symmetrically per item).
-
-    Args:
-        users: user index of each interaction.
-        items: item index of each interaction.
-        num_users: number of user indices.
-        num_items: number of item indices.
-        factors: latent factors ``K``.
-        alpha: confidence of an observed interaction minus 1.
-        reg: L2 weight.
-        iterations: ALS sweeps (users then items).
-        seed: seed of the N(0, 0.01) initialisation.
-
-    Returns:
-        ``(user_factors [num_users, K], item_factors [num_items, K])`` float32.
-    """
-    users = np.asarray(users, np.int64)
-    items = np.asarray(items, np.int64)
-    if users.shape != items.shape or users.ndim != 1 or users.size == 0:
-        raise ValueError(
-            "`users` and `items` must be non-empty 1-D arrays of equal length. "
-            f"Received shapes {users.shape} and {items.shape}."
-        )
-    if users.min() < 0 or users.max() >= num_users:
-        raise ValueError(f"user indices must be in [0, {num_users}).")
-    if items.min() < 0 or items.max() >= num_items:
-        raise ValueError(f"item indices must be in [0, {num_items}).")
-    keys = np.unique(users * num_items + items)
-    u, i = keys // num_items, keys % num_items
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0.0, 0.01, (num_users, factors))
-    y = rng.normal(0.0, 0.01, (num_items, factors))
-
-    def csr(rows, cols, n):
-        order = np.argsort(rows, kind="stable")
-        indptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-        return indptr, cols[order]
-
-    by_user = csr(u, i, num_users)
-    by_item = csr(i, u, num_items)
-    eye = reg * np.eye(factors)
-
-    def solve(fixed, structure, n):
-        indptr, idx = structure
-        gram = fixed.T @ fixed + eye
-        out = np.zeros((n, factors))
-        for r in range(n):
-            rows = fixed[idx[indptr[r] : indptr[r + 1]]]
-            if rows.size == 0:
-                continue
-            a = gram + alpha * rows.T @ rows
-            out[r] = np.linalg.solve(a, (1.0 + alpha) * rows.sum(axis=0))
-        return out
-
-    for _ in range(iterations):
-        x = solve(y, by_user, num_users)
-        y = solve(x, by_item, num_items)
-    return x.astype(np.float32), y.astype(np.float32)
-
-
-def train_content_cnn(
-    model: keras.Model,
-    content: np.ndarray,
-    item_factors: np.ndarray,
-    *,
-    epochs: int = 30,
-    batch_size: int = 64,
-    learning_rate: float = 0.001,
-    validation_fraction: float = 0.0,
-    patience: int | None = None,
-    seed: int = 0,
-    verbose: int = 0,
-) -> keras.callbacks.History:
-    """Fits a :func:`content_cnn` to CF item factors with the squared error.
-
-    Args:
-        model: a ``content -> item_factors`` model (trained in place).
-        content: ``[n, T, D]`` content of the warm items.
-        item_factors: ``[n, K]`` their CF factors (targets).
-        epochs: passes over the items.
-        batch_size: items per step.
-        learning_rate: Adam step size.
-        validation_fraction: share of items held out for ``val_loss``.
-        patience: with a validation share, stop after this many epochs without
-            a lower ``val_loss`` and restore the best weights (None: no early
-            stopping).
-        seed: seed of the shuffling and hold-out.
-        verbose: Keras ``fit`` verbosity.
-
-    Returns:
-        The Keras ``History`` (``loss``: mean squared error per factor).
-    """
-    import tensorflow as tf
-
-    content = np.asarray(content, np.float32)
-    item_factors = np.asarray(item_factors, np.float32)
-    want = tuple(model.input["content"].shape[1:])
-    if content.ndim != 3 or content.shape[1:] != want:
-        raise ValueError(
-            f"`content` must have shape [n, {want[0]}, {want[1]}]. Received shape "
-            f"{content.shape}."
-        )
-    k = model.output["item_factors"].shape[-1]
-    if item_factors.shape != (content.shape[0], k):
-        raise ValueError(
-            f"`item_factors` must have shape [{content.shape[0]}, {k}]. Received "
-            f"shape {item_factors.shape}."
-        )
-    if not (np.isfinite(content).all() and np.isfinite(item_factors).all()):
-        raise ValueError("`content` or `item_factors` contain NaN or infinite values.")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(content.shape[0])
-    n_val = int(round(validation_fraction * content.shape[0]))
-    val, tr = order[:n_val], order[n_val:]
-
-    def dataset(rows, shuffle):
-        ds = tf.data.Dataset.from_tensor_slices(
-            ({"content": content[rows]}, {"item_factors": item_factors[rows]})
-        )
-        if shuffle:
-            ds = ds.shuffle(rows.size, seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss={"item_factors": "mse"},
-    )
-    callbacks = []
-    if patience is not None:
-        if not n_val:
-            raise ValueError(
-                "`patience` needs a validation share; set validation_fraction > 0."
-            )
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                "val_loss", patience=patience, restore_best_weights=True
-            )
-        )
-    return model.fit(
-        dataset(tr, True),
-        validation_data=dataset(val, False) if n_val else None,
-        epochs=epochs,
-        verbose=verbose,
-        shuffle=False,  # the dataset reshuffles itself each epoch
-        callbacks=callbacks,
-    )
 
 
 def movielens_token_content(

@@ -32,7 +32,8 @@ from its features alone, ``theta_u . (E f_i) + beta' . f_i``. With
 `tfrec.data.coldstart`, build the model with ``num_items=split.num_warm_items``
 and every cold item is such an id.
 
-Training (:class:`BPRTrainer`, :func:`train_bpr`) wraps the serving model:
+Training lives in `tfrec.recipes.vbpr` (``tfrec train vbpr`` / ``bpr_mf``):
+its ``BPRTrainer`` wraps the serving model:
 BPR loss ``-mean(ln sigma(x_ui - x_uj))`` on (user, positive, negative)
 triples from `tfrec.data.pairwise`, with the paper's L2 regularisation: for
 each triple ``l2 * (|gamma_u|^2 + |theta_u|^2 + |gamma_i|^2 + |gamma_j|^2 +
@@ -41,8 +42,8 @@ over the batch, plus ``l2_visual * (|E|^2 + |beta'|^2)`` per step (the paper's
 separate lambda_E for the shared visual parameters).
 
 Deviations: Adam with mini-batches instead of the paper's plain SGD on single
-bootstrap-sampled triples (`train_bpr` takes any optimizer name); factors are
-initialised from N(0, 0.01) (the paper does not state its initialisation).
+bootstrap-sampled triples (the recipe takes any `make_optimizer` name);
+factors are initialised from N(0, 0.01) (the paper does not state its initialisation).
 
 What real deployments feed as ``item_features``: the paper's 4096-d fc7
 features of a pre-trained image CNN (Caffe reference network) on each product
@@ -53,20 +54,14 @@ reproductions use MovieLens content vectors (genres, year, title tokens), see
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from tfrec.data.pairwise import bpr_dataset
-from tfrec.data.pipelines import SamplerEpochCallback
 from tfrec.layers import IdEmbedding
 from tfrec.registry import Tolerance, register_model
-from tfrec.training.optimizers import make_optimizer
 
-__all__ = ["BPRTrainer", "bpr_loss", "bpr_mf", "content_scorer", "train_bpr", "vbpr"]
+__all__ = ["RowDot", "bpr_mf", "vbpr"]
 
 _INIT = {"class_name": "RandomNormal", "config": {"stddev": 0.01}}
 _PARITY = Tolerance(1e-5, 1e-5, "float32 embedding lookups, dot products, one matmul")
@@ -134,8 +129,8 @@ def bpr_mf(num_users: int, num_items: int, *, embedding_dim: int = 20) -> keras.
     """BPR matrix factorisation with item bias: ``x_ui = beta_i + gamma_u . gamma_i``.
 
     Reference: Rendle et al., "BPR", UAI 2009; the baseline of He & McAuley 2016.
-    Train with :func:`train_bpr`. The user bias and global offset cancel in BPR
-    and are left out.
+    Train with ``tfrec train bpr_mf`` (`tfrec.recipes.vbpr`). The user bias and
+    global offset cancel in BPR and are left out.
 
     Args:
         num_users: number of user indices.
@@ -222,204 +217,3 @@ def vbpr(
     score = keras.layers.Add(name="score")([beta_i, cf_dot, visual_dot, visual_bias])
     inputs = {"user_id": user_id, "item_id": item_id, "item_features": features}
     return keras.Model(inputs, {"score": score}, name="vbpr")
-
-
-def bpr_loss(y_true, x_uij):
-    """BPR loss ``-mean(ln sigma(x_uij))`` (``y_true`` is ignored).
-
-    Computed as ``softplus(-x_uij)``, which is exactly ``-ln sigma(x_uij)`` and
-    stable for large ``|x_uij|``.
-    """
-    del y_true
-    return ops.mean(ops.softplus(-x_uij))
-
-
-_ROW_LAYERS = ("user_factors", "user_visual_factors")
-_ITEM_LAYERS = ("item_factors", "item_bias")
-_SHARED_LAYERS = ("visual_projection", "visual_bias")
-
-
-class BPRTrainer(keras.Model):
-    """Training wrapper: BPR pairs of a serving model, with VBPR's L2 terms.
-
-    Inputs ``{user_id, pos_item_id, neg_item_id}`` (from
-    `tfrec.data.pairwise.bpr_dataset`); output ``x_uij = x_ui - x_uj``.
-    Compile with :func:`bpr_loss`. Only the serving model is exported.
-
-    Args:
-        model: a serving model with inputs ``user_id``, ``item_id`` (and
-            ``item_features`` for VBPR) and output ``score``.
-        item_features: ``[n, F]`` features of item indices ``0..n-1`` (every
-            item a triple may contain), required when the model takes
-            ``item_features``.
-        l2: lambda_Theta, on the rows each triple touches (see module doc).
-        l2_visual: lambda_E, on ``E`` and ``beta'`` each step.
-    """
-
-    def __init__(
-        self,
-        model: keras.Model,
-        item_features: np.ndarray | None = None,
-        *,
-        l2: float = 0.0,
-        l2_visual: float = 0.0,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        names = set(model.input) if isinstance(model.input, dict) else set()
-        if not {"user_id", "item_id"} <= names or "score" not in model.output:
-            raise ValueError(
-                "BPRTrainer needs a serving model with dict inputs 'user_id', "
-                f"'item_id' and output 'score'. Received inputs {sorted(names)}, "
-                f"outputs {list(model.output)}."
-            )
-        self.model = model
-        self.uses_features = "item_features" in names
-        if self.uses_features:
-            if item_features is None:
-                raise ValueError(
-                    f"Model {model.name!r} takes 'item_features'; pass "
-                    "item_features=[num_items, feature_dim] to BPRTrainer."
-                )
-            feats = np.asarray(item_features, np.float32)
-            want = model.input["item_features"].shape[-1]
-            if feats.ndim != 2 or feats.shape[1] != want:
-                raise ValueError(
-                    f"`item_features` must have shape [num_items, {want}]. Received "
-                    f"shape {feats.shape}."
-                )
-            if not np.isfinite(feats).all():
-                raise ValueError("`item_features` contain NaN or infinite values.")
-            self._features = tf.constant(feats)
-        self.l2 = float(l2)
-        self.l2_visual = float(l2_visual)
-        self._layers_by_name = {layer.name: layer for layer in model.layers}
-
-    def _score(self, users, items, training):
-        feed = {"user_id": users, "item_id": items}
-        if self.uses_features:
-            feed["item_features"] = ops.take(self._features, items, axis=0)
-        return self.model(feed, training=training)["score"]
-
-    def call(self, inputs, training=False):
-        users = inputs["user_id"]
-        pos, neg = inputs["pos_item_id"], inputs["neg_item_id"]
-        x_uij = self._score(users, pos, training) - self._score(users, neg, training)
-        if self.l2:
-            reg = 0.0
-            for name in _ROW_LAYERS:
-                if name in self._layers_by_name:
-                    reg += ops.sum(ops.square(self._layers_by_name[name](users)), -1)
-            for name in _ITEM_LAYERS:
-                layer = self._layers_by_name.get(name)
-                if layer is not None:
-                    for ids in (pos, neg):
-                        reg += ops.sum(ops.square(layer(ids)), -1)
-            self.add_loss(self.l2 * ops.mean(reg))
-        if self.l2_visual:
-            for name in _SHARED_LAYERS:
-                layer = self._layers_by_name.get(name)
-                if layer is not None:
-                    self.add_loss(self.l2_visual * ops.sum(ops.square(layer.kernel)))
-        return x_uij
-
-
-def train_bpr(
-    model: keras.Model,
-    users: np.ndarray,
-    items: np.ndarray,
-    num_items: int,
-    *,
-    item_features: np.ndarray | None = None,
-    epochs: int = 20,
-    batch_size: int = 1024,
-    optimizer: str = "adam",
-    learning_rate: float = 0.001,
-    l2: float = 1e-4,
-    l2_visual: float = 0.0,
-    num_negatives: int = 1,
-    seed: int = 0,
-    verbose: int = 0,
-    callbacks: list | None = None,
-) -> keras.callbacks.History:
-    """Trains a serving model (``bpr_mf``, ``vbpr``, ...) with the BPR loss.
-
-    Args:
-        model: the serving model (trained in place).
-        users: user index of each training positive.
-        items: item index of each training positive.
-        num_items: negatives are drawn from ``[0, num_items)``.
-        item_features: ``[>= num_items, F]`` features by item index (VBPR).
-        epochs: passes over the positives.
-        batch_size: triples per step.
-        optimizer: a `tfrec.training.optimizers` name.
-        learning_rate: step size.
-        l2: lambda_Theta.
-        l2_visual: lambda_E.
-        num_negatives: triples per positive per epoch.
-        seed: seed of the triples.
-        verbose: Keras ``fit`` verbosity.
-        callbacks: extra Keras callbacks.
-
-    Returns:
-        The Keras ``History`` (key ``loss``: BPR loss plus regularisation).
-    """
-    ds, sampler = bpr_dataset(
-        users,
-        items,
-        num_items,
-        num_negatives=num_negatives,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    trainer = BPRTrainer(model, item_features, l2=l2, l2_visual=l2_visual)
-    trainer.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=bpr_loss)
-    return trainer.fit(
-        ds,
-        epochs=epochs,
-        verbose=verbose,
-        shuffle=False,
-        callbacks=[SamplerEpochCallback(sampler), *(callbacks or [])],
-    )
-
-
-def content_scorer(
-    model: keras.Model,
-    item_features: np.ndarray | None = None,
-    *,
-    batch_size: int = 65_536,
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A ``score_fn(user_idx, item_idx)`` for the evaluation protocols.
-
-    Args:
-        model: a serving model with output ``score``.
-        item_features: ``[num_all_items, F]`` features by item index (cold
-            items included), when the model takes ``item_features``.
-        batch_size: pairs per model call.
-    """
-    takes_features = "item_features" in model.input
-    if takes_features:
-        if item_features is None:
-            raise ValueError(
-                f"Model {model.name!r} takes 'item_features'; pass item_features."
-            )
-        feats = tf.constant(np.asarray(item_features, np.float32))
-    spec = tf.TensorSpec((None,), tf.int64)
-
-    @tf.function(input_signature=[spec, spec], reduce_retracing=True)
-    def _score(users, items):
-        feed = {"user_id": users, "item_id": items}
-        if takes_features:
-            feed["item_features"] = tf.gather(feats, items)
-        return model(feed, training=False)["score"]
-
-    def score_fn(users, items):
-        users = np.asarray(users, np.int64)
-        items = np.asarray(items, np.int64)
-        parts = [
-            _score(users[s : s + batch_size], items[s : s + batch_size]).numpy()
-            for s in range(0, users.size, batch_size)
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
-
-    return score_fn
