@@ -177,12 +177,21 @@ def test_resume_after_interruption_matches_uninterrupted(recipe, data, runs, tmp
     assert [r["epoch"] for r in resumed.history["epochs"]] == [1, 2]
 
 
-def test_recommend_needs_item_content(recipe, runs):
-    from tfrec.training.runner import read_vocab
+def test_recommend_from_the_saved_run_uses_its_item_content(recipe, runs, data):
+    from tfrec.training.runner import load_run, read_vocab
 
-    vocab = read_vocab(runs["content_cnn"].run_dir)  # vocab/ keeps no content yet
+    run = runs["content_cnn"].run_dir
+    vocab = read_vocab(run)  # vocab/item_content.npz
+    assert vocab.item_content is not None
+    serving, _ = load_run(run)
+    user = vocab.users[0]
+    from_disk = recipe.recommend("content_cnn", serving, vocab, user, k=5)
+    in_memory = recipe.recommend("content_cnn", runs["content_cnn"].serving,
+                                 recipe.vocab(data), user, k=5)
+    assert [i for i, _ in from_disk] == [i for i, _ in in_memory]
+    vocab.item_content = None
     with pytest.raises(ValueError, match="item_content"):
-        recipe.recommend("content_cnn", runs["content_cnn"].serving, vocab, "1")
+        recipe.recommend("content_cnn", serving, vocab, user)
 
 
 def test_keras_native_route(recipe, data):

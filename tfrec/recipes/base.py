@@ -199,12 +199,15 @@ class Vocab:
         users: Raw id of each user index, or None (session models).
         item_names: Title of each item index, or None.
         seen: ``(indptr, indices)`` CSR of each user's known items, or None.
+        item_content: ``[num_items, ...]`` content of each item index, for models
+            that score items from it (VBPR, the content CNN), or None.
     """
 
     items: list
     users: list | None = None
     item_names: list | None = None
     seen: tuple[np.ndarray, np.ndarray] | None = None
+    item_content: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- stages

@@ -128,16 +128,7 @@ class ContentData:
         return self._fit_csr
 
 
-@dataclass
-class ContentVocab(Vocab):
-    """A `Vocab` that also carries each item index's content, which the content
-    models need to score items in ``recommend`` (cold items included).
-
-    The runner's ``vocab/`` folder does not save ``item_content`` yet, so
-    ``recommend`` on a run read back from disk needs it passed in again.
-    """
-
-    item_content: np.ndarray | None = None
+ContentVocab = Vocab  # `Vocab.item_content` is saved in the run's vocab/
 
 
 def _csr(users, items, num_users, num_items):
@@ -423,7 +414,7 @@ def item_content_of(vocab: Vocab, what: str) -> np.ndarray:
     if content is None:
         raise ValueError(
             f"{what} scores items from their content, and this vocabulary has none: "
-            "pass the run's ContentVocab (recipe.vocab(data)), whose item_content "
-            "holds one row per item index."
+            "the run's vocab/item_content.npz is missing (re-train the run, or pass "
+            "recipe.vocab(data), whose item_content holds one row per item index)."
         )
     return np.asarray(content, np.float32)

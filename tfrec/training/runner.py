@@ -222,6 +222,8 @@ def write_vocab(vocab: Vocab, run_dir: Path) -> None:
         if vocab.seen is not None:
             indptr, indices = vocab.seen
             np.savez_compressed(tmp / "seen.npz", indptr=indptr, indices=indices)
+        if getattr(vocab, "item_content", None) is not None:
+            np.savez_compressed(tmp / "item_content.npz", content=vocab.item_content)
 
     _atomic_dir(Path(run_dir) / "vocab", write)
 
@@ -245,11 +247,15 @@ def read_vocab(run_or_artifact: str | os.PathLike) -> Vocab:
     items, names = read("items.tsv")
     if items is None:
         raise FileNotFoundError(f"{folder / 'items.tsv'} is missing.")
-    seen = None
+    seen = content = None
     if (folder / "seen.npz").is_file():
         with np.load(folder / "seen.npz") as csr:
             seen = (csr["indptr"], csr["indices"])
-    return Vocab(items=items, users=users, item_names=names, seen=seen)
+    if (folder / "item_content.npz").is_file():
+        with np.load(folder / "item_content.npz") as arrays:
+            content = arrays["content"]
+    return Vocab(items=items, users=users, item_names=names, seen=seen,
+                 item_content=content)
 
 
 def plot_curves(history: dict, path: Path, title: str = "") -> None:
