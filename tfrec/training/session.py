@@ -48,6 +48,7 @@ __all__ = [
     "LOSSES",
     "AdagradMomentum",
     "GRU4RecTrainer",
+    "ResetStateCallback",
     "bpr_max_loss",
     "cross_entropy_loss",
     "top1_max_loss",
@@ -316,6 +317,12 @@ class GRU4RecTrainer(keras.Model):
             trainable=False,
         )
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        # Every weight exists now (the step model is functional), so the trainer
+        # is built: `fit` callbacks such as BackupAndRestore require that.
+        self.build()
+
+    def build(self, input_shape=None):
+        self.built = True
 
     @property
     def metrics(self):
@@ -387,7 +394,13 @@ class GRU4RecTrainer(keras.Model):
         return {"loss": self.loss_tracker.result()}
 
 
-class _ResetState(keras.callbacks.Callback):
+class ResetStateCallback(keras.callbacks.Callback):
+    """Zeroes a `GRU4RecTrainer`'s slot states at the start of every epoch.
+
+    (The first step of an epoch already resets every slot that holds a session,
+    so this only clears the unused slots; it keeps epochs independent.)
+    """
+
     def on_epoch_begin(self, epoch, logs=None):
         self.model.reset_state()
 
@@ -487,7 +500,7 @@ def train_gru4rec(
         epochs=int(n_epochs),
         verbose=verbose,
         shuffle=False,
-        callbacks=[_ResetState(), timer],
+        callbacks=[ResetStateCallback(), timer],
     )
     events = batches.num_events
     secs = timer.times
