@@ -15,7 +15,7 @@ import tfrec
 from tfrec.data import DataError
 from tfrec.recipes.base import DataSource, recipe_for
 from tfrec.recipes.gru4rec import SessionData, carve_validation
-from tfrec.training.runner import read_vocab
+from tfrec.training.runner import evaluate_run, read_vocab
 
 RECIPE = recipe_for("gru4rec")
 GRAPHS = ("gru4rec", "gru4rec_topk", "gru4rec_step")
@@ -61,7 +61,10 @@ def test_every_model_trains_and_serves(name, data, tmp_path):
     history = json.loads((out / "history.json").read_text())
     assert all("val_recall@20" in r for r in history["epochs"])
     assert _finite(result.metrics and {"next_click": result.metrics["next_click"]})
-    assert result.metrics["next_click"]["queries"] == data.test.num_events - data.test.num_sessions
+    assert (
+        result.metrics["next_click"]["queries"]
+        == data.test.num_events - data.test.num_sessions
+    )
     metrics = RECIPE.evaluate(name, result.serving, data, result.config, "valid")
     assert _finite(metrics) and 0 <= metrics["next_click"]["recall@20"] <= 1
     vocab = read_vocab(out)
@@ -84,9 +87,16 @@ def test_own_csv_with_string_ids_trains(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     columns = "session=visit,item=sku,time=ts"
     result = tfrec.train(
-        "gru4rec", str(path), out=tmp_path / "run", columns=columns, **RECIPE.test_config
+        "gru4rec",
+        str(path),
+        out=tmp_path / "run",
+        columns=columns,
+        **RECIPE.test_config,
     )
     assert _finite(result.metrics and {"next_click": result.metrics["next_click"]})
+    # evaluate RUN rebuilds the split from the file and reloads the saved graphs.
+    again = evaluate_run(tmp_path / "run")
+    assert again["next_click"] == pytest.approx(result.metrics["next_click"], abs=1e-6)
     vocab = read_vocab(tmp_path / "run")
     assert vocab.items[0] == "" and all(i.startswith("sku-") for i in vocab.items[1:])
     recs = RECIPE.recommend("gru4rec", result.serving, vocab, "sku-1,sku-2", k=3)
@@ -153,12 +163,16 @@ def test_keras_native_route(data):
     trainer, train_ds, protocols = prepared = tfrec.prepare(
         "gru4rec", data, **RECIPE.test_config
     )
-    history = trainer.fit(train_ds, epochs=1, callbacks=[protocols.callback()], verbose=0)
+    history = trainer.fit(
+        train_ds, epochs=1, callbacks=[protocols.callback()], verbose=0
+    )
     assert math.isfinite(history.history["loss"][0])
     assert "val_mrr@20" in history.history
     assert set(prepared.serving()) == set(GRAPHS)
     assert type(trainer.optimizer).__name__ == "AdagradMomentum"
-    adam = tfrec.prepare("gru4rec", data, optimizer="adam", **RECIPE.test_config).trainer
+    adam = tfrec.prepare(
+        "gru4rec", data, optimizer="adam", **RECIPE.test_config
+    ).trainer
     assert type(adam.optimizer).__name__ == "Adam"
 
 
@@ -177,18 +191,28 @@ def test_config_errors_name_the_key():
         RECIPE.make_config("gru4rec", num_items=5)
     # The top-K length and the architecture are settings of every model.
     config, kwargs = RECIPE.make_config("gru4rec_step", k=7, layers=[16])
-    assert kwargs == {"k": 7, "layers": (16,)} and config.optimizer == "adagrad_momentum"
+    assert (
+        kwargs == {"k": 7, "layers": (16,)} and config.optimizer == "adagrad_momentum"
+    )
 
 
 def test_presets_are_the_official_paramfiles():
     config, kwargs = RECIPE.make_config("gru4rec", preset="rsc15_xe_shared_100_best")
     assert (config.loss, config.learning_rate, config.momentum, config.logq) == (
-        "cross-entropy", 0.2, 0.2, 1.0
+        "cross-entropy",
+        0.2,
+        0.2,
+        1.0,
     )
     assert kwargs["layers"] == (100,) and config.refit_full and config.batch_size == 32
-    config, kwargs = RECIPE.make_config("gru4rec_topk", preset="diginetica_bprmax_shared_best")
+    config, kwargs = RECIPE.make_config(
+        "gru4rec_topk", preset="diginetica_bprmax_shared_best"
+    )
     assert (config.loss, config.bpreg, config.elu_param, config.batch_size) == (
-        "bpr-max", 0.9, 1.0, 128
+        "bpr-max",
+        0.9,
+        1.0,
+        128,
     )
     assert kwargs["layers"] == (512,) and kwargs["dropout_embed"] == 0.5
     for preset in RECIPE.presets:

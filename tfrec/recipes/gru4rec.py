@@ -47,7 +47,13 @@ SESSION_DATASETS = ("yoochoose-rsc15-100k-sample", "diginetica-srgnn-sample")
 STEP = "gru4rec_step"
 # The builder arguments every model of the recipe takes: the step model's
 # hyperparameters (shared by all three graphs) and the top-K list length.
-_ARCH = ("layers", "embedding_dim", "constrained_embedding", "dropout_embed", "dropout_hidden")
+_ARCH = (
+    "layers",
+    "embedding_dim",
+    "constrained_embedding",
+    "dropout_embed",
+    "dropout_hidden",
+)
 
 
 # --------------------------------------------------------------------------- data
@@ -163,7 +169,9 @@ def _events_split(session, item, time, *, name, test_days=1.0, valid_days=1.0):
     )
     settings = {"min_item_support": 1, "min_session_length": 2, "test_days": test_days}
     train, test, stats = gru4rec_preprocess(events, name=name, **settings)
-    split = _to_split(name, train, test, dict(settings, split="session_last_day"), stats)
+    split = _to_split(
+        name, train, test, dict(settings, split="session_last_day"), stats
+    )
     # Sessions index the integer codes; the raw ids behind them are item_vocab.
     return _session_data(split, item_vocab[split.train.item_vocab], valid_days, {})
 
@@ -278,7 +286,9 @@ class GRU4RecConfig(TrainSettings):
 
         super().validate()
         if self.loss not in LOSSES:
-            raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={self.loss!r}")
+            raise ValueError(
+                f"`loss` must be one of {LOSSES}. Received: loss={self.loss!r}"
+            )
         for name in ("n_sample", "steps_per_execution"):
             value = getattr(self, name)
             low = 0 if name == "n_sample" else 1
@@ -286,8 +296,13 @@ class GRU4RecConfig(TrainSettings):
                 raise ValueError(
                     f"`{name}` must be an int >= {low}. Received: {name}={value!r}"
                 )
-        if not isinstance(self.momentum, (int, float)) or not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"`momentum` must be in [0, 1). Received: {self.momentum!r}")
+        if (
+            not isinstance(self.momentum, (int, float))
+            or not 0.0 <= self.momentum < 1.0
+        ):
+            raise ValueError(
+                f"`momentum` must be in [0, 1). Received: {self.momentum!r}"
+            )
         for name in ("sample_alpha", "logq", "bpreg", "elu_param"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
@@ -350,7 +365,9 @@ def _optimizer(config: GRU4RecConfig):
     from tfrec.training.session import AdagradMomentum
 
     if config.optimizer == "adagrad_momentum":
-        return AdagradMomentum(learning_rate=config.learning_rate, momentum=config.momentum)
+        return AdagradMomentum(
+            learning_rate=config.learning_rate, momentum=config.momentum
+        )
     extra = {}
     if config.optimizer in ("momentum", "nesterov") and config.momentum > 0:
         extra["momentum"] = config.momentum
@@ -448,11 +465,16 @@ class GRU4RecRecipe(Recipe):
         from tfrec.data.sessions import session_parallel_dataset
         from tfrec.evaluation.session import evaluate_next_click
         from tfrec.models.gru4rec import gru4rec_step, serving_models, step_model_config
-        from tfrec.training.session import GRU4RecTrainer, ResetStateCallback, item_counts
+        from tfrec.training.session import (
+            GRU4RecTrainer,
+            ResetStateCallback,
+            item_counts,
+        )
 
         # Each stage's initial weights and samples depend on the seed only (not on
-        # whether an earlier stage trained or was loaded), so a resumed run matches.
-        keras.utils.set_random_seed(int(config.seed) + (stage == "refit"))
+        # whether an earlier stage trained or was loaded), so a resumed run matches;
+        # the refit stage starts exactly as `train_gru4rec(full, seed=seed)` does.
+        keras.utils.set_random_seed(int(config.seed))
         sessions = data.full if stage == "refit" else data.train
         arch = {k: v for k, v in model_kwargs.items() if k in _ARCH}
         k = int(model_kwargs.get("k", 20))
@@ -478,7 +500,9 @@ class GRU4RecRecipe(Recipe):
 
             def validate() -> dict:
                 out = evaluate_next_click(step, data.valid, cutoffs=cutoffs)
-                return {m: v for m, v in out.items() if m.startswith(("recall@", "mrr@"))}
+                return {
+                    m: v for m, v in out.items() if m.startswith(("recall@", "mrr@"))
+                }
 
         last = stage == self.stage_names(model, config)[-1]
 
@@ -488,7 +512,9 @@ class GRU4RecRecipe(Recipe):
             kwargs["layers"] = list(kwargs["layers"])
             return {
                 name: ServingGraph(
-                    name, {**kwargs, "k": k} if name == "gru4rec_topk" else dict(kwargs), m
+                    name,
+                    {**kwargs, "k": k} if name == "gru4rec_topk" else dict(kwargs),
+                    m,
                 )
                 for name, m in graphs.items()
             }
@@ -513,7 +539,9 @@ class GRU4RecRecipe(Recipe):
             raise ValueError(f"`part` must be 'valid' or 'test'. Received: {part!r}")
         if sessions is None:
             return {}
-        out = evaluate_next_click(serving[STEP].model, sessions, cutoffs=tuple(config.ks))
+        out = evaluate_next_click(
+            serving[STEP].model, sessions, cutoffs=tuple(config.ks)
+        )
         return {
             "next_click": {
                 m: (int(v) if m == "queries" else float(v))
@@ -529,7 +557,9 @@ class GRU4RecRecipe(Recipe):
 
         if isinstance(query, str):
             query = [q for q in (t.strip() for t in query.split(",")) if q]
-        clicks = list(query) if isinstance(query, (list, tuple, np.ndarray)) else [query]
+        clicks = (
+            list(query) if isinstance(query, (list, tuple, np.ndarray)) else [query]
+        )
         if not clicks:
             raise ValueError("A session query needs at least one item id.")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -539,7 +569,8 @@ class GRU4RecRecipe(Recipe):
         state = np.zeros((1, int(step.input["hidden_state"].shape[-1])), np.float32)
         for i in indices:
             out = step(
-                {"item_id": np.array([i], np.int64), "hidden_state": state}, training=False
+                {"item_id": np.array([i], np.int64), "hidden_state": state},
+                training=False,
             )
             state = np.asarray(out["new_hidden_state"])
         scores = np.asarray(out["scores"])[0]

@@ -19,7 +19,9 @@ What the official GRU4Rec code does, and this module reproduces:
   ``bpreg`` over an optional ELU (``elu_param``); TOP1-max. All are summed over
   the rows and divided by the batch size.
 * **Optimiser**: `AdagradMomentum`, the official ``IndexedAdagradM``: Adagrad
-  with (heavy-ball) momentum, updating only the embedding rows a step touched.
+  with (heavy-ball) momentum, updating only the embedding rows a step touched
+  (``optimizer="adagrad_momentum"`` in the recipe, `tfrec.recipes.gru4rec`,
+  beside every `tfrec.training.make_optimizer` choice).
 * Embedding dropout on the input vectors and hidden dropout on each GRU layer's
   output (the dropped-out output is the layer's new state, as in the official
   code).
