@@ -113,7 +113,7 @@ def test_own_csv_with_string_ids_trains(tmp_path):
 def test_too_short_a_file_is_a_clear_error(tmp_path):
     path = tmp_path / "day.csv"
     path.write_text("session,item,time\na,x,1\na,y,2\nb,x,3\nb,y,4\n")
-    with pytest.raises(DataError, match=r"day\.csv"):
+    with pytest.raises(DataError, match=r"day\.csv: too few sessions to split"):
         RECIPE.load_data(DataSource(file=str(path)), None)
 
 

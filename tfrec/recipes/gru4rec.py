@@ -203,8 +203,17 @@ def load_sessions(source) -> SessionData:
                 table["time"].to_numpy(),
                 name=name,
             )
-        except DataError as err:
-            raise DataError(f"{source.file}: {err}") from None
+        except DataError:
+            sizes = table.groupby("session").size()
+            span = (table["time"].max() - table["time"].min()) / 86400.0
+            raise DataError(
+                f"{source.file}: too few sessions to split: the session_last_day "
+                "split keeps the sessions ending in the last day for test and those "
+                "ending in the day before for validation, so it needs sessions of "
+                "2+ clicks on at least three days (`time` in Unix seconds or "
+                f"dates); the file has {int((sizes >= 2).sum())} such session(s) "
+                f"over {span:.2f} day(s)."
+            ) from None
     if source.dataset == "yoochoose-rsc15-100k-sample":
         data = load_yoochoose(source.data_dir)
         return _session_data(data, data.train.item_vocab, 1.0, {})
