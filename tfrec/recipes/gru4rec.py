@@ -138,7 +138,7 @@ def carve_validation(full, valid_days: float):
     return train, valid
 
 
-def _session_data(split, raw_items, valid_days, settings) -> SessionData:
+def _session_data(split, raw_items, valid_days: float) -> SessionData:
     train, valid = carve_validation(split.train, valid_days)
     return SessionData(
         name=split.name,
@@ -147,7 +147,7 @@ def _session_data(split, raw_items, valid_days, settings) -> SessionData:
         valid=valid,
         test=split.test,
         raw_items=np.asarray(raw_items),
-        settings={**split.settings, **settings, "valid_days": valid_days},
+        settings={**split.settings, "valid_days": valid_days},
     )
 
 
@@ -173,7 +173,7 @@ def _events_split(session, item, time, *, name, test_days=1.0, valid_days=1.0):
         name, train, test, dict(settings, split="session_last_day"), stats
     )
     # Sessions index the integer codes; the raw ids behind them are item_vocab.
-    return _session_data(split, item_vocab[split.train.item_vocab], valid_days, {})
+    return _session_data(split, item_vocab[split.train.item_vocab], valid_days)
 
 
 def load_sessions(source) -> SessionData:
@@ -216,11 +216,11 @@ def load_sessions(source) -> SessionData:
             ) from None
     if source.dataset == "yoochoose-rsc15-100k-sample":
         data = load_yoochoose(source.data_dir)
-        return _session_data(data, data.train.item_vocab, 1.0, {})
+        return _session_data(data, data.train.item_vocab, 1.0)
     if source.dataset == "diginetica-srgnn-sample":
         data = load_diginetica(source.data_dir)
         days = float(DIGINETICA_SETTINGS["test_days"])
-        return _session_data(data, data.train.item_vocab, days, {})
+        return _session_data(data, data.train.item_vocab, days)
     raise ValueError(
         f"The gru4rec recipe trains on click sessions: use one of "
         f"{', '.join(SESSION_DATASETS)} or --data FILE with session, item and time "
