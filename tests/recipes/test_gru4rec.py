@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -157,6 +158,38 @@ def test_refit_stage_resumes_to_the_same_weights(data, tmp_path):
     b = tfrec.train("gru4rec_step", data, out=b_dir, **settings)
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
         np.testing.assert_allclose(wa, wb, atol=1e-6)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:  # before BackupAndRestore saves epoch 2
+            raise RuntimeError("interrupted")
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_interrupted_epoch_resumes_to_the_same_weights(data, tmp_path):
+    # The trainer's sampling step and Adagrad-momentum state are part of the
+    # backup, so resuming inside a stage ends where an uninterrupted run does.
+    settings = {**RECIPE.test_config, "epochs": 3}
+    a = tfrec.train("gru4rec", data, out=tmp_path / "a", **settings)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        tfrec.train(
+            "gru4rec", data, out=tmp_path / "b", callbacks=[_Interrupt()], **settings
+        )
+    seen = _Epochs()
+    b = tfrec.train("gru4rec", data, out=tmp_path / "b", callbacks=[seen], **settings)
+    assert seen.epochs == [1, 2]  # it resumed after the first epoch
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, atol=1e-6)
+    assert _losses(tmp_path / "a") == pytest.approx(_losses(tmp_path / "b"))
 
 
 def test_keras_native_route(data):
