@@ -252,6 +252,11 @@ def synthetic_sessions(seed: int = 0, *, num_items: int = 30, num_sessions: int 
 class GRU4RecConfig(TrainSettings):
     """GRU4Rec settings, with the official code's names and defaults.
 
+    The builder arguments (``layers``, ``embedding_dim``,
+    ``constrained_embedding``, ``dropout_embed``, ``dropout_hidden`` and
+    ``gru4rec_topk``'s list length ``k``) are settings of all three models, since
+    one run builds every graph.
+
     Attributes:
         epochs: The official ``n_epochs``.
         batch_size: Session-parallel slots.
@@ -266,7 +271,6 @@ class GRU4RecConfig(TrainSettings):
         logq: logQ correction strength (cross-entropy).
         bpreg: BPR-max score regularisation.
         elu_param: ELU applied to the scores before BPR-max (0: none).
-        k: Length of the ``gru4rec_topk`` list.
         refit_full: After the ``train`` stage, train afresh on all training
             sessions (validation included) for ``epochs`` epochs (stage ``refit``).
         steps_per_execution: Steps per compiled call (speed only).
