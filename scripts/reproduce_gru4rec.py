@@ -30,53 +30,40 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-# Published best settings of the official code (paramfiles/), by data set.
+# Published best settings of the official code (paramfiles/), by data set. The
+# hyperparameters live in one place, the gru4rec recipe's presets
+# (`tfrec presets gru4rec`); `params` are their values in the official names.
 SETTINGS = {
     "yoochoose": {
         "paramfile": "rsc15_xe_shared_100_best.py",
-        "params": dict(
-            loss="cross-entropy",
-            constrained_embedding=True,
-            embedding_dim=0,
-            elu_param=0.0,
-            layers=(100,),
-            n_epochs=10,
-            batch_size=32,
-            dropout_embed=0.0,
-            dropout_hidden=0.4,
-            learning_rate=0.2,
-            momentum=0.2,
-            n_sample=2048,
-            sample_alpha=0.5,
-            bpreg=0.0,
-            logq=1.0,
-        ),
+        "preset": "rsc15_xe_shared_100_best",
         "note": "unchanged (the 100-unit RSC15 setting)",
     },
     "diginetica": {
         "paramfile": "diginetica_bprmax_shared_best.py",
-        "params": dict(
-            loss="bpr-max",
-            constrained_embedding=True,
-            embedding_dim=0,
-            elu_param=1.0,
-            layers=(512,),
-            n_epochs=10,
-            batch_size=128,
-            dropout_embed=0.5,
-            dropout_hidden=0.3,
-            learning_rate=0.05,
-            momentum=0.15,
-            n_sample=2048,
-            sample_alpha=0.3,
-            bpreg=0.9,
-            logq=0.0,
-        ),
+        "preset": "diginetica_bprmax_shared_best",
         "note": "unchanged; the sample has fewer items (about 1,950) than "
         "n_sample, so negatives repeat (sampling is with replacement, as in the "
         "official code)",
     },
 }
+
+
+def preset_params(name: str) -> dict:
+    """The preset's values as `train_gru4rec` arguments (the official names).
+
+    `train_gru4rec` trains on every training session with Adagrad-momentum,
+    which is the preset's ``refit`` stage (the same weights for the same seed).
+    """
+    from tfrec.recipes.base import recipe_for
+
+    values = dict(recipe_for("gru4rec").preset(SETTINGS[name]["preset"]).values)
+    if values.pop("optimizer") != "adagrad_momentum" or not values.pop("refit_full"):
+        raise ValueError(f"{name}: the preset no longer matches train_gru4rec")
+    values["n_epochs"] = values.pop("epochs")
+    return values
+
+
 # The unmodified official PyTorch code (GRU4Rec_PyTorch_Official d1fc311) run on
 # exactly these splits with the same paramfiles, 10 epochs, seeds 1-3, CPU, one
 # torch thread, conservative ties (measured for this project on the same shared
@@ -129,7 +116,7 @@ def run_dataset(name: str, seeds, epochs: int | None, cutoffs) -> dict:
     from tfrec.training.session import train_gru4rec
 
     split = load(name)
-    params = dict(SETTINGS[name]["params"])
+    params = preset_params(name)
     if epochs is not None:
         params["n_epochs"] = int(epochs)
     runs = []

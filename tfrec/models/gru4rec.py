@@ -26,6 +26,8 @@ Training (session-parallel mini-batches, sampled negatives, BPR-max /
 cross-entropy / TOP1-max, Adagrad with momentum) lives in
 :mod:`tfrec.training.session` (`GRU4RecTrainer`), which trains the layers of a
 ``gru4rec_step`` model; :func:`serving_models` turns it into all three graphs.
+The recipe :mod:`tfrec.recipes.gru4rec` drives it for ``tfrec train`` (any of
+the three names; presets = the official paramfiles).
 
 Architecture, as in the official code:
 

@@ -6,6 +6,7 @@ every recipe the same way.
 
 from tfrec.recipes import (
     content_cnn,  # noqa: F401
+    gru4rec,  # noqa: F401
     ncf,  # noqa: F401
     vbpr,  # noqa: F401
 )

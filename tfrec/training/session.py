@@ -19,7 +19,9 @@ What the official GRU4Rec code does, and this module reproduces:
   ``bpreg`` over an optional ELU (``elu_param``); TOP1-max. All are summed over
   the rows and divided by the batch size.
 * **Optimiser**: `AdagradMomentum`, the official ``IndexedAdagradM``: Adagrad
-  with (heavy-ball) momentum, updating only the embedding rows a step touched.
+  with (heavy-ball) momentum, updating only the embedding rows a step touched
+  (``optimizer="adagrad_momentum"`` in the recipe, `tfrec.recipes.gru4rec`,
+  beside every `tfrec.training.make_optimizer` choice).
 * Embedding dropout on the input vectors and hidden dropout on each GRU layer's
   output (the dropped-out output is the layer's new state, as in the official
   code).
@@ -48,6 +50,7 @@ __all__ = [
     "LOSSES",
     "AdagradMomentum",
     "GRU4RecTrainer",
+    "ResetStateCallback",
     "bpr_max_loss",
     "cross_entropy_loss",
     "top1_max_loss",
@@ -316,6 +319,12 @@ class GRU4RecTrainer(keras.Model):
             trainable=False,
         )
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        # Every weight exists now (the step model is functional), so the trainer
+        # is built: `fit` callbacks such as BackupAndRestore require that.
+        self.build()
+
+    def build(self, input_shape=None):
+        self.built = True
 
     @property
     def metrics(self):
@@ -387,7 +396,13 @@ class GRU4RecTrainer(keras.Model):
         return {"loss": self.loss_tracker.result()}
 
 
-class _ResetState(keras.callbacks.Callback):
+class ResetStateCallback(keras.callbacks.Callback):
+    """Zeroes a `GRU4RecTrainer`'s slot states at the start of every epoch.
+
+    (The first step of an epoch already resets every slot that holds a session,
+    so this only clears the unused slots; it keeps epochs independent.)
+    """
+
     def on_epoch_begin(self, epoch, logs=None):
         self.model.reset_state()
 
@@ -487,7 +502,7 @@ def train_gru4rec(
         epochs=int(n_epochs),
         verbose=verbose,
         shuffle=False,
-        callbacks=[_ResetState(), timer],
+        callbacks=[ResetStateCallback(), timer],
     )
     events = batches.num_events
     secs = timer.times
