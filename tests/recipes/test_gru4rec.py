@@ -162,7 +162,7 @@ def test_refit_stage_resumes_to_the_same_weights(data, tmp_path):
 
 class _Interrupt(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        if epoch == 1:  # before BackupAndRestore saves epoch 2
+        if epoch == 1:  # user callbacks run last: epoch 2 is backed up
             raise RuntimeError("interrupted")
 
 
@@ -186,7 +186,7 @@ def test_interrupted_epoch_resumes_to_the_same_weights(data, tmp_path):
         )
     seen = _Epochs()
     b = tfrec.train("gru4rec", data, out=tmp_path / "b", callbacks=[seen], **settings)
-    assert seen.epochs == [1, 2]  # it resumed after the first epoch
+    assert seen.epochs == [2]  # it resumed after the second epoch
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
         np.testing.assert_allclose(wa, wb, atol=1e-6)
     assert _losses(tmp_path / "a") == pytest.approx(_losses(tmp_path / "b"))
@@ -218,8 +218,6 @@ def test_config_errors_name_the_key():
         RECIPE.make_config("gru4rec", momentum=1.5)
     with pytest.raises(ValueError, match="adagrad_momentum"):
         RECIPE.make_config("gru4rec", optimizer="lion")
-    with pytest.raises(ValueError, match="refit_full"):
-        RECIPE.make_config("gru4rec", refit_full=True, early_stopping=2)
     with pytest.raises(ValueError, match="num_items"):
         RECIPE.make_config("gru4rec", num_items=5)
     # The top-K length and the architecture are settings of every model.
@@ -255,3 +253,21 @@ def test_presets_are_the_official_paramfiles():
 def test_carving_needs_more_than_the_validation_span(data):
     with pytest.raises(DataError, match="too few sessions"):
         carve_validation(data.full, 365.0)
+
+
+def test_refit_trains_for_the_epochs_early_stopping_chose_on_validation(tmp_path):
+    """``refit_full`` + ``early_stopping``: the ``train`` stage stops on validation
+    and the ``refit`` stage retrains on all training sessions for its best epoch."""
+    data = RECIPE.synthetic_data(0)
+    settings = {**RECIPE.test_config, "epochs": 6, "early_stopping": 1,
+                "refit_full": True, "learning_rate": 0.5}
+    result = tfrec.train("gru4rec", data, out=tmp_path / "run", **settings)
+    rows = result.history["epochs"]
+    train_rows = [r for r in rows if r["stage"] == "train"]
+    refit_rows = [r for r in rows if r["stage"] == "refit"]
+    key = f"val_recall@{max(RECIPE.make_config('gru4rec', **settings)[0].ks)}"
+    best = max(train_rows, key=lambda r: (r[key], -r["epoch"]))["epoch"]
+    best = min(r["epoch"] for r in train_rows if r[key] == train_rows[best - 1][key])
+    assert len(refit_rows) == best
+    stage = json.loads((tmp_path / "run" / "stages" / "train" / "stage.json").read_text())
+    assert stage["best_epoch"] == best

@@ -147,6 +147,13 @@ def _numbers(values: pd.Series, path: Path, column: str, suffix: str) -> np.ndar
 def _times(values: pd.Series, path: Path, column: str, suffix: str) -> np.ndarray:
     """Unix seconds (int64) from numbers or date strings."""
     numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().any() and not numeric.notna().all():
+        row = int(np.flatnonzero(numeric.isna().to_numpy())[0])
+        raise DataError(
+            f"{path}: {_line(row, suffix)}, column {column!r}: timestamp "
+            f"{values.iloc[row]!r} is not a number like the other rows (use Unix "
+            "seconds throughout, or ISO dates throughout)."
+        )
     if numeric.notna().all():
         arr = numeric.to_numpy(np.float64)
         if not np.isfinite(arr).all():

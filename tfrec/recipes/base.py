@@ -248,6 +248,11 @@ class StagePlan:
         arrays: A finished non-Keras stage's arrays (set by the runner).
         serving: ``() -> {name: ServingGraph}``; required on the last stage.
         steps_per_epoch: For ``fit`` when the dataset is infinite.
+        early_stopping: Whether the config's ``early_stopping`` applies to this
+            stage (False for a refit stage whose epochs an earlier stage chose).
+        best_epoch: Set by the runner when the stage ends: the epoch (1-based)
+            with the best validation ``monitor``, or None without validation.
+            Later stages read it (``previous["train"].best_epoch``).
     """
 
     trainer: Any = None
@@ -262,6 +267,8 @@ class StagePlan:
     arrays: dict = field(default_factory=dict)
     serving: Callable[[], dict] | None = None
     steps_per_epoch: int | None = None
+    early_stopping: bool = True
+    best_epoch: int | None = None
 
 
 # --------------------------------------------------------------------------- recipe

@@ -272,7 +272,9 @@ class GRU4RecConfig(TrainSettings):
         bpreg: BPR-max score regularisation.
         elu_param: ELU applied to the scores before BPR-max (0: none).
         refit_full: After the ``train`` stage, train afresh on all training
-            sessions (validation included) for ``epochs`` epochs (stage ``refit``).
+            sessions (validation included) for ``epochs`` epochs (stage
+            ``refit``); with ``early_stopping``, for the ``train`` stage's best
+            epoch on validation instead.
         steps_per_execution: Steps per compiled call (speed only).
         ks: Cut-offs of Recall@K / MRR@K.
     """
@@ -320,12 +322,6 @@ class GRU4RecConfig(TrainSettings):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"`{name}` must be a number >= 0. Received: {value!r}")
-        if self.refit_full and self.early_stopping:
-            raise ValueError(
-                "`refit_full` retrains for a fixed `epochs` on all training sessions, "
-                "so it cannot early-stop: choose `epochs` from a run with "
-                "--early-stopping (and refit_full false), then refit with it."
-            )
 
 
 _OFFICIAL = (
@@ -532,10 +528,15 @@ class GRU4RecRecipe(Recipe):
                 for name, m in graphs.items()
             }
 
+        epochs = config.epochs
+        if stage == "refit" and config.early_stopping and previous["train"].best_epoch:
+            # Early stopping chose the epoch count on validation; refit for it.
+            epochs = int(previous["train"].best_epoch)
         return StagePlan(
             trainer=trainer,
             dataset=session_parallel_dataset(sessions, config.batch_size),
-            epochs=config.epochs,
+            epochs=epochs,
+            early_stopping=stage != "refit",
             models={STEP: step},
             callbacks=[ResetStateCallback()],
             validate=validate,

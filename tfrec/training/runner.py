@@ -376,7 +376,7 @@ def _stage_callbacks(plan: StagePlan, config, stage: str) -> list:
     callbacks = list(plan.callbacks)
     if plan.validate is not None:
         callbacks.append(ValidationCallback(plan.validate))
-    if config.early_stopping and plan.trainer is not None:
+    if config.early_stopping and plan.trainer is not None and plan.early_stopping:
         if plan.validate is None or plan.monitor is None:
             raise ValueError(
                 f"Early stopping needs validation metrics, and stage {stage!r} has "
@@ -462,18 +462,48 @@ def prepare(model: str, data=None, *, preset: str | None = None, **settings) -> 
     return Prepared(plan.trainer, plan.dataset, protocols, plan, loaded, plan.epochs)
 
 
-def _run_plan(plan: StagePlan, stage: str, config, *, callbacks, verbose) -> None:
+class _BestEpoch(keras.callbacks.Callback):
+    """Records each epoch's validation monitor, for ``StagePlan.best_epoch``."""
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key, self.values = key, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and self.key in logs:
+            self.values[epoch + 1] = float(logs[self.key])
+
+
+def _best_epoch(plan: StagePlan, values: dict) -> int | None:
+    """The earliest epoch with the best validation value."""
+    if not values:
+        return None
+    target = (max if plan.monitor_mode == "max" else min)(values.values())
+    return min(e for e, v in values.items() if v == target)
+
+
+def _run_plan(plan: StagePlan, stage: str, config, *, callbacks, verbose,
+              history_path: Path | None = None) -> None:
     if plan.compute is not None:
         plan.arrays = dict(plan.compute())
         return
+    best = _BestEpoch(f"val_{plan.monitor}") if plan.monitor else None
     plan.trainer.fit(
         plan.dataset,
         epochs=plan.epochs,
         steps_per_epoch=plan.steps_per_epoch,
-        callbacks=[*_stage_callbacks(plan, config, stage), *callbacks],
+        callbacks=[*_stage_callbacks(plan, config, stage), *([best] if best else []),
+                   *callbacks],
         verbose=verbose,
         shuffle=False,
     )
+    if best is not None:
+        values = dict(best.values)
+        if history_path is not None and history_path.is_file():  # resumed epochs too
+            for row in json.loads(history_path.read_text())["epochs"]:
+                if row.get("stage") == stage and best.key in row:
+                    values.setdefault(row["epoch"], row[best.key])
+        plan.best_epoch = _best_epoch(plan, values)
 
 
 # --------------------------------------------------------------------------- train
@@ -515,6 +545,7 @@ def _save_stage(plan: StagePlan, folder: Path) -> None:
             m.save_weights(tmp / f"{name}.weights.h5")
         if plan.arrays:
             np.savez(tmp / "arrays.npz", **plan.arrays)
+        (tmp / "stage.json").write_text(json.dumps({"best_epoch": plan.best_epoch}))
         (tmp / "DONE").write_text("ok\n")
 
     _atomic_dir(folder, write)
@@ -526,6 +557,8 @@ def _load_stage(plan: StagePlan, folder: Path) -> None:
     if (folder / "arrays.npz").is_file():
         with np.load(folder / "arrays.npz") as arrays:
             plan.arrays = {k: arrays[k] for k in arrays.files}
+    if (folder / "stage.json").is_file():
+        plan.best_epoch = json.loads((folder / "stage.json").read_text())["best_epoch"]
 
 
 def save_serving(serving: dict[str, ServingGraph], run_dir: Path, main: str) -> None:
@@ -624,7 +657,8 @@ def train(
                 extra.append(HistoryFile(history_path, stage))
                 extra.append(AtomicBackupAndRestore(str(run_dir / "backup" / stage)))
             extra += list(callbacks)  # the user's last: they see the full logs
-            _run_plan(plan, stage, config, callbacks=extra, verbose=verbose)
+            _run_plan(plan, stage, config, callbacks=extra, verbose=verbose,
+                      history_path=history_path)
             if folder is not None:
                 _save_stage(plan, folder)
                 shutil.rmtree(run_dir / "backup" / stage, ignore_errors=True)
