@@ -5,5 +5,7 @@ every recipe the same way.
 """
 
 from tfrec.recipes import (
+    mv_dnn,  # noqa: F401
     ncf,  # noqa: F401
+    youtube,  # noqa: F401
 )
