@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from tfrec.data.histories import ContentTables, HistoryExamples, TimeSplit, history_mean
 from tfrec.data.histories import rolled_back_examples as _rolled_back
-from tfrec.models.mv_dnn import VIEW_INPUTS, VIEWS, item_view_embeddings, mv_dnn_views
+from tfrec.models.mv_dnn import VIEW_INPUTS, VIEWS, mv_dnn_views
 from tfrec.recipes import histories as hx
 from tfrec.recipes import interactions as ix
 from tfrec.recipes.base import (
@@ -40,7 +40,7 @@ from tfrec.recipes.base import (
     TrainSettings,
     register_recipe,
 )
-from tfrec.recipes.youtube import EpochExamples, epoch_dataset, step_seed
+from tfrec.recipes.youtube import EpochExamples, eager_call, epoch_dataset, step_seed
 from tfrec.registry import create_model
 from tfrec.training.optimizers import make_optimizer
 from tfrec.youtube_serving import _select
@@ -211,18 +211,31 @@ def train_mv_dnn(
     return model
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def view_vectors(model, content: ContentTables) -> dict[str, np.ndarray]:
+    """``{view: [num_items, D]}`` unit item vectors of every view of ``model``."""
+    feats = mv_dnn_item_features(content)
+    out = {}
+    for view in mv_dnn_views(model):
+        key = VIEW_INPUTS[view]
+        tower = model.get_layer(f"item_tower_{view}")
+        out[view] = _unit(eager_call(tower, {key: np.asarray(feats[key])}, "item_embedding"))
+    return out
+
+
 def mv_dnn_scores(model, split: TimeSplit, data) -> np.ndarray:
     """``[test users, N]`` mean cosine of ``split``'s test requests."""
     from tfrec.data.histories import serving_histories
 
     users, now = split.test["user_id"], split.test["timestamp"]
     hist, _ = serving_histories(split, users, now)
-    items = item_view_embeddings(model, mv_dnn_item_features(data.content))
     tower = model.get_layer("user_tower")
     feats = _select(mv_dnn_user_features(hist, data.content, users), tower.input)
-    u = np.asarray(tower.predict(feats, batch_size=8192, verbose=0)["query_embedding"])
-    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
-    return np.mean([u @ e.T for e in items.values()], axis=0)
+    u = _unit(eager_call(tower, feats, "query_embedding"))
+    return np.mean([u @ e.T for e in view_vectors(model, data.content).values()], axis=0)
 
 
 # ---------------------------------------------------------------------- recipe
@@ -388,6 +401,12 @@ class MVDNNRecipe(Recipe):
         tower = net.get_layer("user_tower")
         num_genres = int(tower.input["user_genres"].shape[-1])
         title_vocab = int(tower.input["user_title_tokens"].shape[-1])
+        if getattr(vocab, "tables", None) is None:
+            raise ValueError(
+                "MV-DNN recommends from item content, and this run's vocabulary has "
+                "no content tables (vocab/tables.npz); recommend through the Python "
+                "API with recipe.vocab(data), or retrain with a tfrec that saves them."
+            )
         tables = hx.tables_from_vocab(vocab, num_genres, title_vocab)
         user = ix.user_index(vocab, query)
         hist, _ = hx.user_history(tables, user, 50)
@@ -401,10 +420,8 @@ class MVDNNRecipe(Recipe):
             vocabs={},
         )
         feats = _select(mv_dnn_user_features(hist, content, [user]), tower.input)
-        u = np.asarray(tower(feats)["query_embedding"])[0]
-        u = u / max(np.linalg.norm(u), 1e-12)
-        items = item_view_embeddings(net, mv_dnn_item_features(content))
-        scores = np.mean([e @ u for e in items.values()], axis=0)
+        u = _unit(np.asarray(tower(feats)["query_embedding"]))[0]
+        scores = np.mean([e @ u for e in view_vectors(net, content).values()], axis=0)
         seen = ix.seen_items(vocab, user) if exclude_seen else ()
         return ix.top_k(scores, vocab, k, seen)
 

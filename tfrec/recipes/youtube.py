@@ -133,6 +133,16 @@ def epoch_dataset(source: EpochExamples, batch_size: int) -> tf.data.Dataset:
     )
 
 
+def eager_call(model, feats: Mapping, output: str, chunk: int = 8192) -> np.ndarray:
+    """``model(feats)[output]`` in chunks, eagerly (no ``predict`` retracing)."""
+    n = len(next(iter(feats.values())))
+    parts = [
+        np.asarray(model({k: v[a:a + chunk] for k, v in feats.items()})[output])
+        for a in range(0, n, chunk)
+    ]
+    return np.concatenate(parts)
+
+
 def step_seed(seed: int, iterations) -> tf.Tensor:
     """A stateless-RNG seed from the run's seed and the optimizer step."""
     return tf.stack([tf.constant(int(seed), tf.int64), tf.cast(iterations, tf.int64)])
@@ -860,8 +870,8 @@ def candidate_scores(cand, split: TimeSplit, data, requests=None) -> np.ndarray:
     tower = cand.get_layer("query_tower")
     feats = candidate_features(req.item_history, data.content.item_genres,
                                data.content.demographics(req.users))
-    q = tower.predict(_select(feats, tower.input), batch_size=8192, verbose=0)
-    return np.asarray(q["query_embedding"]) @ item_table(cand).T
+    q = eager_call(tower, _select(feats, tower.input), "query_embedding")
+    return q @ item_table(cand).T
 
 
 def candidate_metrics(cand, split: TimeSplit, data, ks) -> dict:
