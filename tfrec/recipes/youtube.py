@@ -64,7 +64,6 @@ from tfrec.youtube_serving import (
     PipelineTables,
     _select,
     candidate_features,
-    keras_fn,
     ranking_features,
 )
 
@@ -375,8 +374,7 @@ def candidate_queries(candidate_model, split, content, examples) -> np.ndarray:
     feats, labels = candidate_training_data(split, content, examples)
     tower = candidate_model.get_layer("query_tower")
     feats["example_age"] = np.zeros(len(labels), np.float32)
-    q = tower.predict(_select(feats, tower.input), batch_size=8192, verbose=0)
-    return np.asarray(q["query_embedding"])
+    return eager_call(tower, _select(feats, tower.input), "query_embedding")
 
 
 def impression_negatives(
@@ -893,5 +891,8 @@ def pipeline_metrics(cand, rank, split: TimeSplit, data, ks, num_candidates) -> 
     req = eval_requests(split, tables)
     scores = candidate_scores(cand, split, data, req)
     n = max(1, min(int(num_candidates), split.num_items))
-    pipe = pipeline_scores(scores, split, req, tables, keras_fn(rank), num_candidates=n)
+    def rank_fn(feats):
+        return {"score": eager_call(rank, _select(feats, rank.input), "score")}
+
+    pipe = pipeline_scores(scores, split, req, tables, rank_fn, num_candidates=n)
     return evaluate_scores(pipe, split, ks)
