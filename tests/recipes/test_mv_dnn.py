@@ -111,3 +111,6 @@ def test_item_tower_view_is_the_served_tower():
     config, kwargs = RECIPE.make_config("mv_dnn_item_tower", view="title")
     kw = RECIPE._kwargs("mv_dnn_item_tower", RECIPE.synthetic_data(0), kwargs)
     assert kw["views"][0] == "title"
+    _, kwargs = RECIPE.make_config("mv_dnn_item_tower", era_dim=4)
+    with pytest.raises(ValueError, match="era_dim"):
+        RECIPE._kwargs("mv_dnn_item_tower", RECIPE.synthetic_data(0), kwargs)

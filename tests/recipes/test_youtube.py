@@ -99,11 +99,18 @@ def test_own_csv_with_string_ids_trains_and_recommends_raw_ids(tmp_path):
     content.write_text("item,genres,title\n" + "".join(
         f"sku-{i},{'Drama|Comedy' if i % 2 else 'Action'},Film {i}\n" for i in range(15)
     ))
-    cfg = {**RECIPE.test_config, "epochs": 1, "ranking_epochs": 1}
+    cfg = {**RECIPE.test_config, "epochs": 1, "ranking_epochs": 1, "refit": True}
     result = tfrec.train(
         "youtube_ranking", str(path), out=tmp_path / "run", content=str(content),
         columns="user=customer,item=sku,rating=stars,time=ts", **cfg,
     )
+    # refit: validated stages, then both models again on all training data.
+    stages = [(r["stage"], "val_ndcg@10" in r or "val_recall@100" in r)
+              for r in result.history["epochs"]]
+    assert stages == [("candidate", True), ("ranking", True),
+                      ("candidate_refit", False), ("ranking_refit", False)]
+    assert sorted(p.name for p in (result.run_dir / "stages").iterdir()) == [
+        "candidate", "candidate_refit", "ranking", "ranking_refit"]
     vocab = read_vocab(result.run_dir)
     assert vocab.users[0].startswith("u_") and vocab.items[0].startswith("sku-")
     recs = RECIPE.recommend("youtube_ranking", result.serving, vocab, "u_3", k=3)
@@ -136,6 +143,7 @@ def test_own_file_errors_name_the_file_and_column(tmp_path):
         ({"distortion": 2.0}, "distortion"),
         ({"ranking_per_user": 0}, "ranking_per_user"),
         ({"optimizer": "adamm"}, "optimizer"),
+        ({"refit": True, "early_stopping": 2}, "refit"),
     ],
 )
 def test_config_errors_name_the_key(overrides, match):
