@@ -122,7 +122,7 @@ def export_youtube_pipeline(
     version: int | None = None,
     seed: int = 0,
 ) -> Path:
-    """Exports a trained :class:`tfrec.pipeline.YouTubePipeline`.
+    """Exports a trained :class:`tfrec.youtube_serving.YouTubePipeline`.
 
     Writes ``<base>/<name>_candidate_index/<v>`` (query tower + TFRS index, k
     fixed at export), ``<base>/<name>_ranking/<v>`` (ranking model) and
@@ -189,7 +189,7 @@ class ExportedPipeline:
         import json
 
         from export.serving import ExportedModel, resolve_version_dir
-        from tfrec.pipeline import PipelineTables
+        from tfrec.youtube_serving import PipelineTables
 
         self.path = resolve_version_dir(path)
         manifest_path = self.path / PIPELINE_FILE
@@ -209,7 +209,7 @@ class ExportedPipeline:
         self.tables = PipelineTables.load(self.path / "tables.npz", self.manifest)
 
     def recommend(self, raw_user_id, k: int = 10) -> list[dict]:
-        from tfrec.pipeline import chain
+        from tfrec.youtube_serving import chain
 
         return chain(
             self.tables,

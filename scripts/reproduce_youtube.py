@@ -93,10 +93,25 @@ def _subset(examples, mask):
     )
 
 
+def _modules():
+    """The serving chain, the recipes' training functions and the evaluation,
+    under one name (the script predates the split of `tfrec.pipeline`)."""
+    import types
+
+    from tfrec import youtube_serving
+    from tfrec.evaluation import histories as evaluation
+    from tfrec.recipes import mv_dnn, youtube
+
+    names = {}
+    for module in (youtube_serving, evaluation, youtube, mv_dnn):
+        names.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    return types.SimpleNamespace(**names)
+
+
 def run_seed(seed, data, args, log):
     import numpy as np
 
-    from tfrec import pipeline as P
+    P = _modules()
     from tfrec.models.mv_dnn import item_view_embeddings
     from tfrec.models.youtube import item_table
 
@@ -195,7 +210,7 @@ def run_seed(seed, data, args, log):
 
 
 def _finish(out, cand, rank, tables, seed, args, log):
-    from tfrec import pipeline as P
+    P = _modules()
 
     if args.export and seed == args.seeds[0]:
         from export.pipeline import export_youtube_pipeline
@@ -377,13 +392,13 @@ def main(argv=None):
 
     from tfrec.data.datasets import load_interactions
     from tfrec.data.histories import content_tables, rolled_back_examples, time_split
-    from tfrec.io import atomic_write_json
-    from tfrec.pipeline import (
-        PipelineTables,
+    from tfrec.evaluation.histories import (
         eval_requests,
         evaluate_scores,
         popularity_scores,
     )
+    from tfrec.io import atomic_write_json
+    from tfrec.youtube_serving import PipelineTables
 
     started = time.time()
 

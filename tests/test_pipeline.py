@@ -17,17 +17,9 @@ from tfrec.data.histories import (
     serving_histories,
     time_split,
 )
-from tfrec.pipeline import (
-    PipelineTables,
-    YouTubePipeline,
-    chain,
-    eval_requests,
-    evaluate_scores,
-    keras_fn,
-    pipeline_scores,
-    train_candidate,
-    train_ranking,
-)
+from tfrec.evaluation.histories import eval_requests, evaluate_scores, pipeline_scores
+from tfrec.recipes.youtube import train_candidate, train_ranking
+from tfrec.youtube_serving import PipelineTables, YouTubePipeline, chain, keras_fn
 
 DAY = 86400
 
@@ -193,7 +185,7 @@ def test_chain_retrieves_drops_seen_items_and_orders_by_odds(trained):
     # Same result as retrieving with numpy and ranking the survivors by hand.
     hist, htime = pipe.tables.histories([3])
     index = pipe.retrieval_index()
-    from tfrec.pipeline import candidate_features, ranking_features
+    from tfrec.youtube_serving import candidate_features, ranking_features
 
     out = index(candidate_features(hist, content.item_genres,
                                    pipe.tables.demographics([3])))

@@ -9,13 +9,12 @@ import tensorflow as tf
 
 from tfrec.models.mv_dnn import (
     Cosine,
-    MultiViewSoftmaxTask,
     item_view_embeddings,
     mv_dnn,
     mv_dnn_item_tower,
     mv_dnn_views,
-    smoothed_softmax_loss,
 )
+from tfrec.recipes.mv_dnn import MultiViewSoftmaxTask, smoothed_softmax_loss
 from tfrec.registry import model_info
 
 KW = {"num_genres": 5, "title_vocab": 7, "hidden_units": (8,), "embedding_dim": 4}

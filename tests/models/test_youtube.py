@@ -8,13 +8,15 @@ import tensorflow as tf
 
 from tfrec.models.youtube import (
     MaskedHistoryMean,
-    SampledSoftmaxTask,
     TimeSinceFeatures,
     item_table,
-    sampled_softmax_loss,
-    weighted_logistic_loss,
     youtube_candidate,
     youtube_ranking,
+)
+from tfrec.recipes.youtube import (
+    SampledSoftmaxTask,
+    sampled_softmax_loss,
+    weighted_logistic_loss,
 )
 
 KW = {"num_items": 11, "embedding_dim": 4, "hidden_units": (8, 6), "num_genres": 3}

@@ -29,7 +29,8 @@ the demographic codes ``user_gender``, ``user_age``, ``user_occupation``. No
 user or item ids enter the model, so it scores unseen users and items.
 
 Each observed (user, item) trains every view (the item exists in all of them);
-the loss is the sum of the per-view softmax losses (:class:`MultiViewSoftmaxTask`).
+the loss is the sum of the per-view softmax losses
+(`tfrec.recipes.mv_dnn.MultiViewSoftmaxTask`).
 At serving, the ``score`` output is the mean of the per-view cosines
 (``score_genres``, ``score_title``, ``score_era``). Towers use tanh, as in the
 paper (DSSM's 300-300-128 layout by default).
@@ -45,7 +46,6 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from tfrec.layers import IdEmbedding, mlp_tower
@@ -349,100 +349,6 @@ def mv_dnn_views(model: keras.Model) -> tuple[str, ...]:
     return tuple(
         k[len("score_"):] for k in model.output if k.startswith("score_")
     )
-
-
-def smoothed_softmax_loss(user, positive, negatives, gamma):
-    """MV-DNN loss for one view: ``-log softmax(gamma * cos)[positive]``.
-
-    Args:
-        user: ``[B, D]`` user vectors.
-        positive: ``[B, D]`` vectors of the observed items.
-        negatives: ``[B, K, D]`` vectors of sampled negatives.
-        gamma: smoothing factor.
-
-    Returns:
-        ``[B]`` losses.
-    """
-    u = tf.math.l2_normalize(user, axis=-1, epsilon=1e-12)
-    p = tf.math.l2_normalize(positive, axis=-1, epsilon=1e-12)
-    n = tf.math.l2_normalize(negatives, axis=-1, epsilon=1e-12)
-    pos = tf.reduce_sum(u * p, axis=-1, keepdims=True)
-    neg = tf.einsum("bd,bkd->bk", u, n)
-    logits = gamma * tf.concat([pos, neg], axis=1)
-    return -tf.nn.log_softmax(logits, axis=1)[:, 0]
-
-
-class MultiViewSoftmaxTask(keras.Model):
-    """Training wrapper for `mv_dnn`: per-view smoothed softmax, summed over views.
-
-    ``fit`` on ``(user_features, item_index)`` batches. The item content of
-    every view is held as constant tables (``item_features``: ``{input name:
-    [num_items, ...]}``); each step embeds the whole catalogue per view (small on
-    MovieLens) and gathers the positive and `num_negatives` uniformly sampled
-    negatives per example (a negative equal to the positive is resampled by
-    shifting it by one).
-
-    Args:
-        model: an `mv_dnn` model.
-        item_features: content tables keyed by item input name.
-        num_negatives: negatives per positive (4 in the paper's DSSM setup).
-        gamma: softmax smoothing factor.
-    """
-
-    def __init__(self, model, item_features, *, num_negatives=4, gamma=10.0, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-        self.views = mv_dnn_views(model)
-        self.user_tower = model.get_layer("user_tower")
-        self.item_towers = [model.get_layer(f"item_tower_{v}") for v in self.views]
-        self.item_keys = [VIEW_INPUTS[v] for v in self.views]
-        missing = [k for k in self.item_keys if k not in item_features]
-        if missing:
-            raise ValueError(
-                f"`item_features` lacks {missing}; the model's views need "
-                f"{self.item_keys}. Received keys {sorted(item_features)}."
-            )
-        self.tables = [tf.constant(np.asarray(item_features[k])) for k in self.item_keys]
-        self.num_items = int(self.tables[0].shape[0])
-        _check_pos("num_negatives", num_negatives)
-        if not float(gamma) > 0:
-            raise ValueError(f"`gamma` must be > 0. Received: gamma={gamma!r}")
-        self.num_negatives = int(num_negatives)
-        self.gamma = float(gamma)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-
-    def call(self, inputs, training=False):
-        return self.user_tower(inputs, training=training)
-
-    def train_step(self, data):
-        x, items = data
-        items = tf.cast(tf.reshape(items, [-1]), tf.int32)
-        batch = tf.shape(items)[0]
-        neg = tf.random.uniform(
-            [batch, self.num_negatives], 0, self.num_items, dtype=tf.int32
-        )
-        neg = tf.where(
-            tf.equal(neg, items[:, None]), (neg + 1) % self.num_items, neg
-        )
-        with tf.GradientTape() as tape:
-            u = self.user_tower(x, training=True)["query_embedding"]
-            loss = 0.0
-            for tower, key, table in zip(
-                self.item_towers, self.item_keys, self.tables, strict=True
-            ):
-                all_items = tower({key: table}, training=True)["item_embedding"]
-                pos = tf.gather(all_items, items)
-                negs = tf.gather(all_items, neg)
-                loss += tf.reduce_mean(smoothed_softmax_loss(u, pos, negs, self.gamma))
-        variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
 
 
 def item_view_embeddings(model: keras.Model, item_features) -> dict[str, np.ndarray]:

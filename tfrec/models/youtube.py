@@ -4,7 +4,7 @@ Reference:
     Paul Covington, Jay Adams, Emre Sargin. "Deep Neural Networks for YouTube
     Recommendations". RecSys 2016.
 
-Two registered builders and their training wrappers:
+Two registered builders (their training lives in `tfrec.recipes.youtube`):
 
 * :func:`youtube_candidate` (Sec. 3): the user's watch history is embedded and
   averaged (a variable-length, masked bag), concatenated with optional genre
@@ -12,8 +12,8 @@ Two registered builders and their training wrappers:
   multi-hot of the watched movies), demographics and the example age, and fed
   through a ReLU tower (1024-512-256 by default) whose output is the user vector
   ``u``. Training is extreme multiclass classification of the next watch with
-  sampled softmax (:class:`SampledSoftmaxTask`; unigram sampling with logQ
-  correction by ``tf.nn.sampled_softmax_loss``). Serving is nearest-neighbour
+  sampled softmax (`tfrec.recipes.youtube.SampledSoftmaxTask`; unigram
+  sampling with logQ correction by ``tf.nn.sampled_softmax_loss``). Serving is nearest-neighbour
   search of ``u`` among the softmax output embeddings: the model exposes a
   ``query_tower`` (inputs -> ``query_embedding``) and an ``item_tower``
   (``item_id`` -> ``item_embedding``, the softmax weights) as nested functional
@@ -25,7 +25,7 @@ Two registered builders and their training wrappers:
   normalised to [0, 1] over `horizon_days`, and a "never" flag), the
   candidate generator's score (Sec. 4.1: the nominating source's score) and
   demographics - through a ReLU tower to a logit. Training is weighted logistic
-  regression (:class:`WeightedLogisticTask`): positives weighted by watch time
+  regression (`tfrec.recipes.youtube.WeightedLogisticTask`): positives weighted by watch time
   (here the rating as a watch-time proxy), negatives by 1. Serving outputs the
   odds ``exp(logit)`` (``odds``, which approximates the expected watch time
   under that weighting, what the paper serves) and ``score = sigmoid(logit)``.
@@ -39,7 +39,7 @@ Deviations from the paper (data-driven):
 * no impressions exist in MovieLens: ranking negatives stand in for "impressed
   but not watched" - items the candidate generator ranks in its top 100 for the
   rolled-back request that the user never watched
-  (:func:`tfrec.pipeline.impression_negatives`), or by default items drawn in
+  (`tfrec.recipes.youtube.impression_negatives`), or by default items drawn in
   proportion to popularity - and the rating stands in for watch time;
 * the softmax has no bias term, so serving by dot product ranks exactly as the
   trained softmax does;
@@ -52,7 +52,6 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from tfrec.layers import IdEmbedding, mlp_tower
@@ -341,117 +340,6 @@ def item_table(model: keras.Model) -> np.ndarray:
     return np.asarray(layer.embeddings)
 
 
-# ------------------------------------------------------------- sampled softmax
-
-
-def sampled_softmax_loss(
-    query: tf.Tensor,
-    item_embeddings: tf.Tensor,
-    labels: tf.Tensor,
-    sampled_values,
-    *,
-    remove_accidental_hits: bool = True,
-) -> tf.Tensor:
-    """Per-example sampled softmax loss with logQ correction (no softmax bias).
-
-    ``tf.nn.sampled_softmax_loss`` with ``sampled_values = (sampled ids,
-    expected count of each true label, expected count of each sample)``: logits
-    ``<u, v_j> - log Q(j)`` over the true class and the samples, samples equal to
-    the true class removed (``remove_accidental_hits``).
-
-    Returns:
-        ``[B]`` float32 losses.
-    """
-    num_items = tf.shape(item_embeddings)[0]
-    labels = tf.reshape(tf.cast(labels, tf.int64), [-1, 1])
-    return tf.nn.sampled_softmax_loss(
-        weights=item_embeddings,
-        biases=tf.zeros([num_items], item_embeddings.dtype),
-        labels=labels,
-        inputs=query,
-        num_sampled=int(sampled_values[0].shape[0]),
-        num_classes=int(item_embeddings.shape[0]),
-        sampled_values=sampled_values,
-        remove_accidental_hits=remove_accidental_hits,
-    )
-
-
-class SampledSoftmaxTask(keras.Model):
-    """Training wrapper: next-watch prediction with sampled softmax (Sec. 3.1).
-
-    Holds a `youtube_candidate` model; ``fit`` on ``(features, item_id)`` batches
-    where ``features`` are the query tower's inputs. Negatives are drawn per batch
-    by ``tf.random.fixed_unigram_candidate_sampler`` from ``unigrams`` (training
-    counts raised to `distortion`; uniform when None), and the logits are
-    corrected by ``log Q`` so the loss estimates the full softmax.
-
-    Args:
-        model: a `youtube_candidate` model (its weights are trained in place).
-        num_sampled: negatives per batch (shared by the batch's examples).
-        unigrams: per-item counts for the sampler.
-        distortion: exponent applied to `unigrams`.
-    """
-
-    def __init__(self, model, *, num_sampled=256, unigrams=None, distortion=0.75,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-        self.query_tower = model.get_layer("query_tower")
-        self.table = model.get_layer("item_tower").get_layer("softmax_embedding")
-        self.num_items = int(self.table.num_ids)
-        self.num_sampled = _positive_int("num_sampled", num_sampled)
-        if self.num_sampled >= self.num_items:
-            raise ValueError(
-                f"`num_sampled` must be < num_items ({self.num_items}). Received: "
-                f"num_sampled={num_sampled}"
-            )
-        if unigrams is None:
-            unigrams = np.ones(self.num_items)
-        unigrams = np.asarray(unigrams, np.float64)
-        if unigrams.shape != (self.num_items,) or (unigrams < 0).any():
-            raise ValueError(
-                f"`unigrams` must be {self.num_items} non-negative counts. Received "
-                f"shape {unigrams.shape}."
-            )
-        self.unigrams = [float(c) + 1e-3 for c in unigrams]
-        self.distortion = float(distortion)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-
-    def call(self, inputs, training=False):
-        return self.query_tower(inputs, training=training)
-
-    def _sample(self, labels):
-        return tf.random.fixed_unigram_candidate_sampler(
-            true_classes=tf.reshape(tf.cast(labels, tf.int64), [-1, 1]),
-            num_true=1,
-            num_sampled=self.num_sampled,
-            unique=True,
-            range_max=self.num_items,
-            distortion=self.distortion,
-            unigrams=self.unigrams,
-        )
-
-    def train_step(self, data):
-        x, labels = data
-        sampled = self._sample(labels)
-        with tf.GradientTape() as tape:
-            u = self.query_tower(x, training=True)["query_embedding"]
-            loss = tf.reduce_mean(
-                sampled_softmax_loss(u, self.table.embeddings, labels, sampled)
-            )
-            if self.model.losses:
-                loss += tf.add_n(self.model.losses)
-        variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
-
-
 # --------------------------------------------------------------------- ranking
 
 
@@ -575,53 +463,3 @@ def youtube_ranking(
     odds = keras.layers.Activation("exponential", name="odds")(logit)
     score = keras.layers.Activation("sigmoid", name="score")(logit)
     return keras.Model(inputs, {"odds": odds, "score": score}, name="youtube_ranking")
-
-
-def weighted_logistic_loss(labels, logits, weights) -> tf.Tensor:
-    """Per-example weighted logistic loss ``w * CE(y, sigmoid(logit))``.
-
-    Covington et al. Sec. 4.2: positives weighted by watch time, negatives by 1;
-    the learned odds ``exp(logit)`` then approximate the expected watch time.
-    """
-    labels = tf.cast(labels, tf.float32)
-    return tf.cast(weights, tf.float32) * tf.nn.sigmoid_cross_entropy_with_logits(
-        labels=labels, logits=tf.cast(logits, tf.float32)
-    )
-
-
-class WeightedLogisticTask(keras.Model):
-    """Training wrapper for `youtube_ranking`: weighted logistic regression.
-
-    ``fit`` on ``(features, {"label": 0/1, "weight": w})`` batches; the loss is
-    ``sum(w * CE) / batch_size``.
-    """
-
-    def __init__(self, model, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-        self.logit_model = keras.Model(
-            model.input, model.get_layer("ranking_logit").output
-        )
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-
-    def call(self, inputs, training=False):
-        return self.model(inputs, training=training)
-
-    def train_step(self, data):
-        x, y = data
-        with tf.GradientTape() as tape:
-            logits = self.logit_model(x, training=True)
-            loss = tf.reduce_mean(
-                weighted_logistic_loss(y["label"], logits, y["weight"])
-            )
-            if self.model.losses:
-                loss += tf.add_n(self.model.losses)
-        variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]

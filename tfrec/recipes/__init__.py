@@ -7,6 +7,8 @@ every recipe the same way.
 from tfrec.recipes import (
     content_cnn,  # noqa: F401
     gru4rec,  # noqa: F401
+    mv_dnn,  # noqa: F401
     ncf,  # noqa: F401
     vbpr,  # noqa: F401
+    youtube,  # noqa: F401
 )
