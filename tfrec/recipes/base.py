@@ -201,6 +201,8 @@ class Vocab:
         seen: ``(indptr, indices)`` CSR of each user's known items, or None.
         item_content: ``[num_items, ...]`` content of each item index, for models
             that score items from it (VBPR, the content CNN), or None.
+        tables: Other arrays a request needs besides the models, by name (watch
+            times and item features of the YouTube chain), or None.
     """
 
     items: list
@@ -208,6 +210,7 @@ class Vocab:
     item_names: list | None = None
     seen: tuple[np.ndarray, np.ndarray] | None = None
     item_content: np.ndarray | None = None
+    tables: dict | None = None
 
 
 # --------------------------------------------------------------------------- stages

@@ -224,6 +224,8 @@ def write_vocab(vocab: Vocab, run_dir: Path) -> None:
             np.savez_compressed(tmp / "seen.npz", indptr=indptr, indices=indices)
         if getattr(vocab, "item_content", None) is not None:
             np.savez_compressed(tmp / "item_content.npz", content=vocab.item_content)
+        if getattr(vocab, "tables", None):
+            np.savez_compressed(tmp / "tables.npz", **vocab.tables)
 
     _atomic_dir(Path(run_dir) / "vocab", write)
 
@@ -254,8 +256,12 @@ def read_vocab(run_or_artifact: str | os.PathLike) -> Vocab:
     if (folder / "item_content.npz").is_file():
         with np.load(folder / "item_content.npz") as arrays:
             content = arrays["content"]
+    tables = None
+    if (folder / "tables.npz").is_file():
+        with np.load(folder / "tables.npz", allow_pickle=False) as arrays:
+            tables = {k: arrays[k] for k in arrays.files}
     return Vocab(items=items, users=users, item_names=names, seen=seen,
-                 item_content=content)
+                 item_content=content, tables=tables)
 
 
 def plot_curves(history: dict, path: Path, title: str = "") -> None:
