@@ -113,6 +113,9 @@ class ReconstructionTrainer(keras.Model):
         self.masked = bool(masked)
         self.num_vectors = None if num_vectors is None else int(num_vectors)
         self.output_key = next(iter(model.output))
+        # The wrapped functional model is built and the wrapper adds no weights,
+        # so the trainer is ready (BackupAndRestore needs a built model).
+        self.built = True
 
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)[self.output_key]
