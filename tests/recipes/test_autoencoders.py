@@ -166,3 +166,22 @@ def test_cosine_callback_matches_keras_cosine_decay():
     np.testing.assert_allclose(
         float(trainer.optimizer.learning_rate), CosineDecay(0.002, 10).value(5), rtol=1e-6
     )
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    recipe = _recipe("cdae")
+    data = recipe.synthetic_data(0)
+    settings = {**recipe.test_config, "epochs": 3}
+    whole = tfrec.train("cdae", data, out=tmp_path / "whole", **settings)
+    with pytest.raises(KeyboardInterrupt):
+        tfrec.train("cdae", data, out=tmp_path / "cut", callbacks=[_Interrupt()], **settings)
+    assert (tmp_path / "cut" / "backup").is_dir()
+    resumed = tfrec.train("cdae", data, out=tmp_path / "cut", **settings)
+    for a, b in zip(whole.model.get_weights(), resumed.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

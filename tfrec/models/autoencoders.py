@@ -40,12 +40,10 @@ the serving graphs hold no random op.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from tfrec.layers import IdEmbedding
@@ -544,36 +542,6 @@ def check_rating_inputs(ratings, n: int, name: str = "ratings") -> np.ndarray:
     return arr
 
 
-_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _forward(model: keras.Model):
-    """The model's inference pass as one ``tf.function`` with a fixed signature,
-    traced once per model (validation calls it every epoch)."""
-    if model not in _FORWARD:
-        ref = weakref.ref(model)  # the cache must not keep the model alive
-        if "ratings" in model.input:
-            spec = tf.TensorSpec((None, model.input["ratings"].shape[-1]), tf.float32)
-
-            @tf.function(input_signature=[spec])
-            def forward(x):
-                return ref()({"ratings": x}, training=False)["reconstruction"]
-
-        else:
-            n = model.input["items"].shape[-1]
-            specs = [
-                tf.TensorSpec((None,), tf.int64),
-                tf.TensorSpec((None, n), tf.float32),
-            ]
-
-            @tf.function(input_signature=specs)
-            def forward(u, x):
-                return ref()({"user_id": u, "items": x}, training=False)["scores"]
-
-        _FORWARD[model] = forward
-    return _FORWARD[model]
-
-
 def predict_ratings(
     model: keras.Model,
     vectors,
@@ -628,13 +596,15 @@ def predict_ratings(
     pred = np.full(rows.size, default_rating, dtype=np.float32)
     known = (vectors.row_counts()[rows] > 0) & (vectors.col_counts()[cols] > 0)
     need = np.unique(rows[known])
-    forward = _forward(model)
+
+    def forward(x):
+        return model({"ratings": x}, training=False)["reconstruction"]
 
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
     for s in range(0, need.size, batch_size):
         chunk = need[s : s + batch_size]
-        recon = forward(vectors.dense(chunk)).numpy()
+        recon = np.asarray(forward(vectors.dense(chunk)))
         lo = np.searchsorted(sorted_rows, chunk[0], side="left")
         hi = np.searchsorted(sorted_rows, chunk[-1], side="right")
         idx = order[lo:hi]
@@ -657,7 +627,9 @@ def cdae_scorer(model: keras.Model, vectors, *, batch_size: int = 1024):
         vectors: user-by-item :class:`tfrec.data.vectors.RatingVectors` holding
             each user's known items (values are used as given, normally 1).
     """
-    forward = _forward(model)
+
+    def forward(u, x):
+        return model({"user_id": u, "items": x}, training=False)["scores"]
 
     def score_fn(users, items):
         users = np.asarray(users, np.int64)
@@ -666,7 +638,7 @@ def cdae_scorer(model: keras.Model, vectors, *, batch_size: int = 1024):
         out = np.empty(users.size, np.float32)
         for s in range(0, uniq.size, batch_size):
             chunk = uniq[s : s + batch_size]
-            scores = forward(chunk, vectors.dense(chunk)).numpy()
+            scores = np.asarray(forward(chunk, vectors.dense(chunk)))
             sel = (inv >= s) & (inv < s + chunk.size)
             out[sel] = scores[inv[sel] - s, items[sel]]
         return out

@@ -168,6 +168,35 @@ class CosineDecay(keras.callbacks.Callback):
         optimizer.learning_rate = self.value(int(optimizer.iterations.numpy()))
 
 
+class NoiseEpochs(keras.callbacks.Callback):
+    """Makes the training noise (input corruption, dropout) a function of
+    ``(seed, epoch)``: at the start of each epoch every seed generator of the
+    model restarts its counter at ``epoch * 2**20``. The generators' states are
+    not among the weights a checkpoint saves, so without this a resumed run
+    would draw other noise than an uninterrupted one."""
+
+    def __init__(self, model: keras.Model):
+        super().__init__()
+        layers, stack = [], [model]
+        while stack:
+            layer = stack.pop()
+            layers.append(layer)
+            stack.extend(getattr(layer, "layers", []))
+        self.generators = [
+            value
+            for layer in layers
+            for value in vars(layer).values()
+            if isinstance(value, keras.random.SeedGenerator)
+        ]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for generator in self.generators:
+            state = np.asarray(generator.state.value)
+            generator.state.assign(
+                ops.cast(np.array([state[0], int(epoch) << 20]), generator.state.dtype)
+            )
+
+
 def fit_reconstruction(
     model: keras.Model,
     dataset,
@@ -477,10 +506,10 @@ class _VectorRecipe(Recipe):
     def describe(self, data):
         return ix.describe_split(data)
 
-    def _callbacks(self, config, source) -> list:
+    def _callbacks(self, config, source, net) -> list:
         from tfrec.data.pipelines import SamplerEpochCallback
 
-        callbacks = [SamplerEpochCallback(source)]
+        callbacks = [SamplerEpochCallback(source), NoiseEpochs(net)]
         if config.lr_schedule == "cosine":
             steps = -(-len(source) // config.batch_size)
             callbacks.append(CosineDecay(config.learning_rate, config.epochs * steps))
@@ -568,7 +597,7 @@ class AutoRecRecipe(_VectorRecipe):
             dataset=ds,
             epochs=config.epochs,
             models={model: net},
-            callbacks=self._callbacks(config, source),
+            callbacks=self._callbacks(config, source, net),
             validate=validate,
             monitor="rmse" if validate else None,
             monitor_mode="min",
@@ -755,7 +784,7 @@ class CDAERecipe(_VectorRecipe):
             dataset=ds,
             epochs=config.epochs,
             models={model: net},
-            callbacks=self._callbacks(config, source),
+            callbacks=self._callbacks(config, source, net),
             validate=validate,
             monitor=f"ndcg@{config.ks[0]}" if validate else None,
             serving=lambda: ix.graph(model, kwargs, net),
