@@ -12,7 +12,7 @@ import pytest
 import tfrec
 from tfrec.data.datasets import DataError
 from tfrec.data.vectors import epoch_vector_dataset, rating_vectors
-from tfrec.recipes.autoencoders import CosineDecay, ReconstructionTrainer
+from tfrec.recipes.autoencoders import ReconstructionTrainer, make_training_optimizer
 from tfrec.registry import model_info
 
 MODELS = ("autorec", "autoencoder", "cdae")
@@ -150,22 +150,21 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
     np.testing.assert_array_equal(labels["mask"].numpy(), feats["ratings"].numpy() != 0)
 
 
-def test_cosine_callback_matches_keras_cosine_decay():
-    ref = keras.optimizers.schedules.CosineDecay(0.002, 50, alpha=0.0)
-    cb = CosineDecay(0.002, 50)
-    for step in (0, 1, 17, 49, 50, 80):
-        np.testing.assert_allclose(cb.value(step), float(ref(step)), rtol=1e-6)
-    # In fit, the optimiser's rate follows its own step counter.
+def test_cosine_schedule_follows_the_optimiser_steps():
+    recipe = _recipe("autorec")
+    config, _ = recipe.make_config("autorec", epochs=2, learning_rate=0.002)
     model = tfrec.create_model("autorec", num_users=5, num_items=3, hidden_units=(4,))
     vec = rating_vectors([0, 1, 2], [0, 2, 4], [5, 3, 1], num_rows=3, num_cols=5)
     ds, _ = epoch_vector_dataset(vec, batch_size=1, seed=0)
     trainer = ReconstructionTrainer(model, num_vectors=3)
-    trainer.compile(optimizer=tfrec.training.make_optimizer("adam", 0.002))
-    trainer.fit(ds, epochs=2, callbacks=[CosineDecay(0.002, 10)], verbose=0, shuffle=False)
-    # 6 steps: the last batch ran at step 5, i.e. lr = value(5).
-    np.testing.assert_allclose(
-        float(trainer.optimizer.learning_rate), CosineDecay(0.002, 10).value(5), rtol=1e-6
-    )
+    trainer.compile(optimizer=make_training_optimizer(config, steps_per_epoch=3))
+    trainer.fit(ds, epochs=1, verbose=0, shuffle=False)
+    # After 3 of 6 steps: lr = 0.002 * (1 + cos(pi * 3 / 6)) / 2 = 0.001.
+    assert int(trainer.optimizer.iterations) == 3
+    np.testing.assert_allclose(float(trainer.optimizer.learning_rate), 0.001, rtol=1e-6)
+    constant, _ = recipe.make_config("autorec", lr_schedule="constant")
+    opt = make_training_optimizer(constant, steps_per_epoch=3)
+    np.testing.assert_allclose(float(opt.learning_rate), constant.learning_rate)
 
 
 class _Interrupt(keras.callbacks.Callback):

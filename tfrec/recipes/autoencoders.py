@@ -32,9 +32,10 @@ Two recipes:
   items (training and validation items excluded); the input vector is always the
   user's training items, as in RecBole.
 
-Each epoch's row order is a function of ``(seed, epoch)`` (see
-`tfrec.data.vectors.epoch_vector_dataset`) and the learning-rate schedule reads
-the optimiser's step counter, so a resumed run ends with the same weights.
+Each epoch's row order and training noise are functions of ``(seed, epoch)``
+(see `tfrec.data.vectors.epoch_vector_dataset` and :class:`NoiseEpochs`, both
+driven by the stage's callbacks) and the learning-rate schedule reads the
+optimiser's step counter, so a resumed run ends with the same weights.
 """
 
 from __future__ import annotations
@@ -148,24 +149,22 @@ class ReconstructionTrainer(keras.Model):
         return loss
 
 
-class CosineDecay(keras.callbacks.Callback):
-    """Cosine decay of the learning rate from ``learning_rate`` to 0 over
-    ``total_steps`` optimiser steps (the schedule of Keras' ``CosineDecay`` with
-    ``alpha=0``), set before every batch from the optimiser's step counter, so it
-    works with any `make_optimizer` choice and continues exactly on resume."""
-
-    def __init__(self, learning_rate: float, total_steps: int):
-        super().__init__()
-        self.base = float(learning_rate)
-        self.total = max(1, int(total_steps))
-
-    def value(self, step: int) -> float:
-        step = min(max(int(step), 0), self.total)
-        return self.base * 0.5 * (1.0 + math.cos(math.pi * step / self.total))
-
-    def on_train_batch_begin(self, batch, logs=None):
-        optimizer = self.model.optimizer
-        optimizer.learning_rate = self.value(int(optimizer.iterations.numpy()))
+def make_training_optimizer(
+    config, steps_per_epoch: int
+) -> keras.optimizers.Optimizer:
+    """``make_optimizer(config.optimizer, config.learning_rate)``, with the rate
+    decayed to 0 along a cosine over the run when ``config.lr_schedule ==
+    "cosine"`` (Keras' ``CosineDecay``, ``alpha=0``). The schedule reads the
+    optimiser's step counter, which checkpoints save, so a resumed run continues
+    it exactly, and it travels with the trainer on the Keras-native route."""
+    optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    if config.lr_schedule == "cosine":
+        optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate,
+            max(1, int(config.epochs) * int(steps_per_epoch)),
+            alpha=0.0,
+        )
+    return optimizer
 
 
 class NoiseEpochs(keras.callbacks.Callback):
@@ -509,11 +508,11 @@ class _VectorRecipe(Recipe):
     def _callbacks(self, config, source, net) -> list:
         from tfrec.data.pipelines import SamplerEpochCallback
 
-        callbacks = [SamplerEpochCallback(source), NoiseEpochs(net)]
-        if config.lr_schedule == "cosine":
-            steps = -(-len(source) // config.batch_size)
-            callbacks.append(CosineDecay(config.learning_rate, config.epochs * steps))
-        return callbacks
+        return [SamplerEpochCallback(source), NoiseEpochs(net)]
+
+    def _compile(self, trainer, config, source) -> None:
+        steps = -(-len(source) // config.batch_size)
+        trainer.compile(optimizer=make_training_optimizer(config, steps))
 
 
 # --------------------------------------------------------------------------- AutoRec
@@ -584,7 +583,7 @@ class AutoRecRecipe(_VectorRecipe):
         trainer = ReconstructionTrainer(
             net, loss="squared", masked=True, num_vectors=len(source)
         )
-        trainer.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
+        self._compile(trainer, config, source)
         validate = None
         if split.valid is not None and len(split.valid["user_id"]):
 
@@ -776,7 +775,7 @@ class CDAERecipe(_VectorRecipe):
             row_id_name="user_id",
         )
         trainer = ReconstructionTrainer(net, loss=config.loss, masked=False)
-        trainer.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
+        self._compile(trainer, config, source)
         scorer = cdae_scorer(net, vec)
         validate = ix.validation_fn(split, lambda: scorer, ks=config.ks)
         return StagePlan(
