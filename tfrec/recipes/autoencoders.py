@@ -32,6 +32,16 @@ Two recipes:
   items (training and validation items excluded); the input vector is always the
   user's training items, as in RecBole.
 
+Data: the catalogue interaction sets, or the user's own ``.csv`` / ``.tsv`` /
+``.parquet`` file (``user``, ``item`` and, for AutoRec, ``rating`` columns; raw
+ids of any type). Splits: AutoRec ``random`` (default: ``test_fraction`` test,
+``valid_fraction`` of all rows carved from training for validation; with
+``valid_fraction=0`` it is the paper's plain 90/10), ``leave_one_out``, ``time``
+(own files); CDAE ``recbole`` (default: ``min_rating``, ``core``-core, per-user
+random ``1 - valid - test`` / ``valid`` / ``test``), ``leave_one_out``,
+``random``, ``time``. Recommendation for a raw user id scores every item from the
+user's known ratings (AutoRec) or items (CDAE), known items excluded.
+
 Each epoch's row order and training noise are functions of ``(seed, epoch)``
 (see `tfrec.data.vectors.epoch_vector_dataset` and :class:`NoiseEpochs`, both
 driven by the stage's callbacks) and the learning-rate schedule reads the
