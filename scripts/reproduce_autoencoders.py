@@ -25,6 +25,8 @@ JSON (same run key = replaced).
 Example:
     python scripts/reproduce_autoencoders.py --seeds 0 1 2
     python scripts/reproduce_autoencoders.py --only cdae --seeds 0 --append
+    python scripts/reproduce_autoencoders.py --only autorec_item --datasets ml-100k \
+        --seeds 0 --choose-l2 30 100 300 1000
 """
 
 from __future__ import annotations
@@ -164,6 +166,15 @@ def parse_args(argv=None):
         help="share of the data carved from training for validation (AutoRec: of "
         "all ratings; CDAE: of each user's rows); the test part is unchanged",
     )
+    p.add_argument(
+        "--choose-l2",
+        nargs="+",
+        type=float,
+        default=None,
+        help="instead of reproducing: train each AutoRec run of --only/--datasets "
+        "on the first seed with each lambda and print its validation RMSE (the "
+        "test part is never read); how the ML-100K presets' lambda was chosen",
+    )
     p.add_argument("--ncf-epochs", type=int, default=8)
     p.add_argument("--ncf-batch", type=int, default=2048)
     p.add_argument("--ncf-lr", type=float, default=3e-3)
@@ -241,6 +252,57 @@ def run_autorec(run, dataset, seed, args):
         "final_train_loss": losses[-1] if losses else None,
         "train_seconds": result.metrics.get("train_seconds"),
     }
+
+
+def choose_l2(args) -> list[dict]:
+    """Validation RMSE per lambda (Keras-native route: `tfrec.prepare` + `fit`)."""
+    import tfrec
+    from tfrec.recipes.base import DataSource
+
+    rows = []
+    seed = args.seeds[0]
+    for run in args.only:
+        if run not in RATING_RUNS:
+            continue
+        for dataset in args.datasets:
+            source = DataSource(
+                dataset=DATASETS[dataset],
+                data_dir=args.data_dir,
+                split="random",
+                split_seed=seed,
+                test_fraction=0.1,
+                valid_fraction=args.valid_fraction,
+            )
+            overrides = _overrides(
+                args,
+                {
+                    "epochs": args.autorec_epochs,
+                    "learning_rate": args.autorec_lr,
+                    "batch_size": args.autorec_batch,
+                },
+            )
+            for l2 in args.choose_l2:
+                prep = tfrec.prepare(
+                    "autorec",
+                    source,
+                    preset=PRESETS[(run, dataset)],
+                    seed=seed,
+                    l2=l2,
+                    **overrides,
+                )
+                hist = prep.trainer.fit(
+                    prep.dataset,
+                    epochs=prep.epochs,
+                    callbacks=[*prep.plan.callbacks, prep.protocols.callback()],
+                    verbose=0,
+                    shuffle=False,
+                )
+                val = hist.history["val_rmse"]
+                row = {"run": run, "dataset": dataset, "seed": seed, "l2": l2,
+                       "val_rmse_last": val[-1], "val_rmse_best": min(val)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
 
 
 _SPLITS = {}
@@ -445,6 +507,10 @@ def main(argv=None):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from tfrec.io import atomic_write_json
+
+    if args.choose_l2:
+        choose_l2(args)
+        return
 
     out = Path(args.out)
     json_path = out.with_suffix(".json")
