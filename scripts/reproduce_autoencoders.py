@@ -444,7 +444,7 @@ def write_markdown(path: Path, payload: dict) -> None:
         "std over the seeds (each seed: a new split and a new initialisation). "
         f"Threads: {payload['threads']} intra-op on a shared 2-core CPU.",
         "",
-        "## AutoRec rating prediction (random 90/10, RMSE, lower is better)",
+        "## AutoRec rating prediction (random split, 10% test, RMSE, lower is better)",
         "",
         "| model | data | seeds | RMSE | RMSE unclipped | paper | train s/run |",
         "| --- | --- | --- | --- | --- | --- | --- |",
