@@ -2,8 +2,13 @@
 
 Protocols (see /work/shared/TARGETS.md):
 
-* AutoRec (Sedhain et al. 2015): random 90/10 split of the ratings, a new split per
-  seed, RMSE on the test ratings; a test pair whose user or item has no training
+AutoRec and CDAE train through the recipe runner (``tfrec.train`` with the presets
+of ``tfrec/recipes/autoencoders.py``); this script only loops over runs and seeds
+and writes the report.
+
+* AutoRec (Sedhain et al. 2015): random split of the ratings (10% test, a
+  validation part carved from training), a new split per seed, RMSE on the test
+  ratings; a test pair whose user or item has no training
   rating is predicted as 3 (the paper's default rating); predictions clipped to
   [1, 5] (the unclipped RMSE is recorded too). ML-1M comes from the
   ``ncf-ml-1m`` files (train + test = all 1,000,209 ratings, NCF's re-indexed
@@ -20,6 +25,8 @@ JSON (same run key = replaced).
 Example:
     python scripts/reproduce_autoencoders.py --seeds 0 1 2
     python scripts/reproduce_autoencoders.py --only cdae --seeds 0 --append
+    python scripts/reproduce_autoencoders.py --only autorec_item --datasets ml-100k \
+        --seeds 0 --choose-l2 30 100 300 1000
 """
 
 from __future__ import annotations
@@ -50,11 +57,16 @@ RATING_RUNS = ("autorec_item", "autorec_user", "autorec_deep")
 TOPN_RUNS = ("cdae", "neumf", "mf")
 DATASETS = {"ml-1m": "ncf-ml-1m", "ml-100k": "movielens-100k"}
 
-# Settings per run (the paper's where it states them; see the report for why).
-AUTOREC = {
-    "autorec_item": {"variant": "item", "hidden_units": (500,)},
-    "autorec_user": {"variant": "user", "hidden_units": (500,)},
-    "autorec_deep": {"variant": "item", "hidden_units": (500, 250, 500)},
+# The recipe preset behind each run (settings and provenance live in
+# tfrec/recipes/autoencoders.py; this script only loops over seeds and writes the
+# report).
+PRESETS = {
+    ("autorec_item", "ml-1m"): "autorec_ml1m",
+    ("autorec_user", "ml-1m"): "autorec_user_ml1m",
+    ("autorec_deep", "ml-1m"): "autorec_deep_ml1m",
+    ("autorec_item", "ml-100k"): "autorec_ml100k",
+    ("autorec_user", "ml-100k"): "autorec_user_ml100k",
+    ("cdae", "ml-1m"): "cdae_recbole",
 }
 
 TARGETS = {
@@ -78,14 +90,22 @@ NOTES = (
     "item = first-appearance order). `ratings.dat` itself is not in the shared data. "
     "The re-indexing does not matter to AutoRec or the RecBole split; 55 ratings of "
     "32 rarely rated items may carry permuted item ids within 9 groups (SOURCE.md).",
-    "AutoRec: a new random 90/10 split of the ratings per seed (the paper: 5 splits; "
-    "here 3). Test pairs whose user or item has no training rating are predicted as "
-    "3, the paper's default rating; their number is in the JSON "
+    "Every AutoRec and CDAE run goes through the recipe runner (`tfrec.train` with "
+    "the presets of tfrec/recipes/autoencoders.py, which hold every setting and "
+    "its provenance). Selection (early stopping, when asked) reads only a "
+    "validation part carved from the training data; the test part is read once, "
+    "at the end of the run.",
+    "AutoRec: a new random split of the ratings per seed (the paper: 5 splits of "
+    "90/10; here 3 seeds): 10% test (the same test rows as a plain 90/10 split "
+    "with that seed), `--valid-fraction` (default 10% of all ratings) carved from "
+    "training for validation, the rest trains. At test time the input vectors "
+    "hold every non-test rating (train and validation). Test pairs whose user or "
+    "item has no input rating are predicted as 3, the paper's default rating; their number is in the JSON "
     "(`test_pairs_defaulted_to_3`). Predictions are clipped to [1, 5] (the paper "
     "does not say; the unclipped RMSE is reported beside it).",
     "AutoRec optimiser: the paper used L-BFGS / RProp (full batch). Here: Adam on "
     "mini-batches of vectors with a cosine learning-rate decay to 0 and a fixed "
-    "epoch budget (no early stopping, no look at the test set during training). "
+    "epoch budget (validation RMSE logged every epoch, no early stopping). "
     "The loss is the paper's objective (Eq. 3: squared error on observed ratings "
     "summed over all training vectors, estimated per batch as N/b times the batch "
     "sum, plus lambda/2 times the squared Frobenius norms of both weight "
@@ -94,7 +114,7 @@ NOTES = (
     "watching its *test* RMSE every 10 epochs (ML-1M lambda in {100, 200, 400} "
     "with a constant or cosine learning rate; ML-100K lambda in {30, 100}); "
     "seeds 1 and 2 are fresh splits and are the cleaner estimate (per-seed values "
-    "below).",
+    "below). The presets keep these values and say so in their provenance.",
     "CDAE: one hidden layer of K units plus the per-user node, dropout corruption "
     "q = 0.5 in training only, sigmoid output, log loss summed over *all* items of "
     "the user vector (no negative sampling of zero entries; the paper samples "
@@ -128,19 +148,33 @@ def parse_args(argv=None):
         "--datasets", nargs="+", choices=sorted(DATASETS), default=["ml-1m", "ml-100k"]
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument(
-        "--autorec-epochs", type=int, default=None, help="default 40; deep: 100"
-    )
+    p.add_argument("--autorec-epochs", type=int, default=None, help="preset override")
     p.add_argument("--autorec-l2", type=float, default=None, help="lambda override")
-    p.add_argument("--autorec-lr", type=float, default=2e-3)
-    p.add_argument("--autorec-batch", type=int, default=128)
-    p.add_argument("--cdae-epochs", type=int, default=100)
-    p.add_argument("--cdae-dim", type=int, default=64)
-    p.add_argument("--cdae-l2", type=float, default=0.01)
-    p.add_argument("--cdae-lr", type=float, default=2e-3)
-    p.add_argument("--cdae-batch", type=int, default=128)
-    p.add_argument("--cdae-activation", default="relu")
-    p.add_argument("--cdae-corruption", type=float, default=0.5)
+    p.add_argument("--autorec-lr", type=float, default=None)
+    p.add_argument("--autorec-batch", type=int, default=None)
+    p.add_argument("--cdae-epochs", type=int, default=None, help="preset override")
+    p.add_argument("--cdae-dim", type=int, default=None)
+    p.add_argument("--cdae-l2", type=float, default=None)
+    p.add_argument("--cdae-lr", type=float, default=None)
+    p.add_argument("--cdae-batch", type=int, default=None)
+    p.add_argument("--cdae-activation", default=None)
+    p.add_argument("--cdae-corruption", type=float, default=None)
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.1,
+        help="share of the data carved from training for validation (AutoRec: of "
+        "all ratings; CDAE: of each user's rows); the test part is unchanged",
+    )
+    p.add_argument(
+        "--choose-l2",
+        nargs="+",
+        type=float,
+        default=None,
+        help="instead of reproducing: train each AutoRec run of --only/--datasets "
+        "on the first seed with each lambda and print its validation RMSE (the "
+        "test part is never read); how the ML-100K presets' lambda was chosen",
+    )
     p.add_argument("--ncf-epochs", type=int, default=8)
     p.add_argument("--ncf-batch", type=int, default=2048)
     p.add_argument("--ncf-lr", type=float, default=3e-3)
@@ -148,7 +182,8 @@ def parse_args(argv=None):
         "--no-cosine",
         dest="cosine",
         action="store_false",
-        help="constant learning rate for AutoRec/CDAE (default: cosine decay to 0)",
+        help="constant learning rate for AutoRec/CDAE (default: the preset's cosine "
+        "decay to 0)",
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "reports" / "autoencoders"))
@@ -157,92 +192,117 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def adam(learning_rate: float, epochs: int, steps_per_epoch: int, cosine: bool):
-    """Adam, optionally with a cosine decay of the learning rate to 0."""
-    import keras
-
-    if not cosine:
-        return keras.optimizers.Adam(learning_rate)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        learning_rate, epochs * steps_per_epoch, alpha=0.0
-    )
-    return keras.optimizers.Adam(schedule)
+def _overrides(args, pairs: dict) -> dict:
+    """Command-line overrides of the preset (only the options given)."""
+    out = {key: value for key, value in pairs.items() if value is not None}
+    if not args.cosine:
+        out["lr_schedule"] = "constant"
+    return out
 
 
-def default_l2(run: str, dataset: str) -> float:
-    """lambda of lambda/2 ||W||^2 in the paper's sum-over-vectors objective."""
-    # Chosen on seed 0 from {100, 200, 400} (ML-1M) / {30, 100} (ML-100K).
-    if run == "autorec_deep":
-        return 60.0  # seed-0 check of {20, 60} on ML-1M
-    variant = AUTOREC[run]["variant"]
-    return {
-        ("item", "ml-1m"): 200.0,
-        ("user", "ml-1m"): 400.0,
-        ("item", "ml-100k"): 100.0,
-        ("user", "ml-100k"): 100.0,
-    }[(variant, dataset)]
+def _run(model, preset, source, seed, overrides):
+    """One run through the recipe's runner; returns (result, settings)."""
+    import tempfile
+
+    import tfrec
+
+    with tempfile.TemporaryDirectory(prefix=f"{model}-") as tmp:
+        result = tfrec.train(
+            model, source, preset=preset, seed=seed, out=tmp, **overrides
+        )
+    recipe = tfrec.model_info(model).recipe
+    config, kwargs = recipe.make_config(model, preset=preset, seed=seed, **overrides)
+    settings = {"preset": preset, **kwargs, **config.to_json()}
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
+    return result, settings
 
 
 def run_autorec(run, dataset, seed, args):
-    import keras
+    from tfrec.recipes.base import DataSource
 
-    from tfrec.data import load_interactions, random_split
-    from tfrec.data.vectors import split_vectors, vector_dataset
-    from tfrec.evaluation import rmse
-    from tfrec.models.autoencoders import (
-        autorec,
-        fit_reconstruction,
-        predict_ratings,
+    preset = PRESETS[(run, dataset)]
+    source = DataSource(
+        dataset=DATASETS[dataset],
+        data_dir=args.data_dir,
+        split="random",
+        split_seed=seed,
+        test_fraction=0.1,
+        valid_fraction=args.valid_fraction,
     )
-
-    inter = load_interactions(DATASETS[dataset], args.data_dir)
-    split = random_split(inter, test_fraction=0.1, seed=seed)
-    cfg = dict(AUTOREC[run])
-    l2 = args.autorec_l2 if args.autorec_l2 is not None else default_l2(run, dataset)
-    epochs = args.autorec_epochs or (100 if run == "autorec_deep" else 40)
-    vec = split_vectors(split, by=cfg["variant"])
-    keras.utils.set_random_seed(seed)
-    model = autorec(split.num_users, split.num_items, l2=l2, **cfg)
-    n_vectors = int((vec.row_counts() > 0).sum())
-    ds = vector_dataset(vec, batch_size=args.autorec_batch, seed=seed)
-    started = time.time()
-    steps = -(-n_vectors // args.autorec_batch)
-    hist = fit_reconstruction(
-        model,
-        ds,
-        epochs=epochs,
-        optimizer=adam(args.autorec_lr, epochs, steps, args.cosine),
-        num_vectors=n_vectors,
-    )
-    train_s = time.time() - started
-    users, items = split.test["user_id"], split.test["item_id"]
-    truth = split.test["rating"]
-    pred = predict_ratings(model, vec, users, items, variant=cfg["variant"])
-    raw = predict_ratings(model, vec, users, items, variant=cfg["variant"], clip=None)
-    seen_u = np.bincount(split.train["user_id"], minlength=split.num_users) > 0
-    seen_i = np.bincount(split.train["item_id"], minlength=split.num_items) > 0
-    defaulted = int((~(seen_u[users] & seen_i[items])).sum())
-    return {
-        "metrics": {"rmse": rmse(truth, pred), "rmse_unclipped": rmse(truth, raw)},
-        "settings": {
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-            "l2_lambda": l2,
-            "optimizer": "adam" + (" + cosine decay" if args.cosine else ""),
+    overrides = _overrides(
+        args,
+        {
+            "epochs": args.autorec_epochs,
+            "l2": args.autorec_l2,
             "learning_rate": args.autorec_lr,
             "batch_size": args.autorec_batch,
-            "epochs": epochs,
-            "split": "random 90/10 of ratings (seed = run seed)",
         },
-        "data": {
-            "train_ratings": int(split.train["user_id"].size),
-            "test_ratings": int(users.size),
-            "num_users": split.num_users,
-            "num_items": split.num_items,
-            "test_pairs_defaulted_to_3": defaulted,
-        },
-        "final_train_loss": float(hist.history["loss"][-1]),
-        "train_seconds": round(train_s, 1),
+    )
+    result, settings = _run("autorec", preset, source, seed, overrides)
+    rating = result.metrics["rating"]
+    settings["split"] = (
+        f"random: 10% test, {args.valid_fraction:.0%} validation carved from "
+        "training (seed = run seed)"
+    )
+    losses = [row["loss"] for row in result.history["epochs"]]
+    return {
+        "metrics": {"rmse": rating["rmse"], "rmse_unclipped": rating["rmse_unclipped"]},
+        "settings": settings,
+        "data": {"test_pairs_defaulted_to_3": int(rating["defaulted_pairs"])},
+        "final_train_loss": losses[-1] if losses else None,
+        "train_seconds": result.metrics.get("train_seconds"),
     }
+
+
+def choose_l2(args) -> list[dict]:
+    """Validation RMSE per lambda (Keras-native route: `tfrec.prepare` + `fit`)."""
+    import tfrec
+    from tfrec.recipes.base import DataSource
+
+    rows = []
+    seed = args.seeds[0]
+    for run in args.only:
+        if run not in RATING_RUNS:
+            continue
+        for dataset in args.datasets:
+            source = DataSource(
+                dataset=DATASETS[dataset],
+                data_dir=args.data_dir,
+                split="random",
+                split_seed=seed,
+                test_fraction=0.1,
+                valid_fraction=args.valid_fraction,
+            )
+            overrides = _overrides(
+                args,
+                {
+                    "epochs": args.autorec_epochs,
+                    "learning_rate": args.autorec_lr,
+                    "batch_size": args.autorec_batch,
+                },
+            )
+            for l2 in args.choose_l2:
+                prep = tfrec.prepare(
+                    "autorec",
+                    source,
+                    preset=PRESETS[(run, dataset)],
+                    seed=seed,
+                    l2=l2,
+                    **overrides,
+                )
+                hist = prep.trainer.fit(
+                    prep.dataset,
+                    epochs=prep.epochs,
+                    callbacks=[*prep.plan.callbacks, prep.protocols.callback()],
+                    verbose=0,
+                    shuffle=False,
+                )
+                val = hist.history["val_rmse"]
+                row = {"run": run, "dataset": dataset, "seed": seed, "l2": l2,
+                       "val_rmse_last": val[-1], "val_rmse_best": min(val)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
 
 
 _SPLITS = {}
@@ -258,73 +318,39 @@ def recbole_ml1m(seed, data_dir):
     return _SPLITS[seed]
 
 
-def _full_ranking(split):
-    from tfrec.training import ranking_protocols
-
-    return ranking_protocols(split, ks=(10,), which="test", full=True)["full"]
-
-
 def run_cdae(seed, args):
-    import keras
+    from tfrec.recipes.base import DataSource
 
-    from tfrec.data.vectors import split_vectors, vector_dataset
-    from tfrec.models.autoencoders import cdae, cdae_scorer, fit_reconstruction
-
-    split = recbole_ml1m(seed, args.data_dir)
-    vec = split_vectors(split, by="user", implicit=True)
-    keras.utils.set_random_seed(seed)
-    settings = {
-        "embedding_dim": args.cdae_dim,
-        "corruption": args.cdae_corruption,
-        "activation": args.cdae_activation,
-        "output_activation": "sigmoid",
-        "l2": args.cdae_l2,
-    }
-    model = cdae(split.num_users, split.num_items, seed=seed, **settings)
-    ds = vector_dataset(
-        vec,
-        batch_size=args.cdae_batch,
-        seed=seed,
-        input_name="items",
-        row_id_name="user_id",
+    source = DataSource(
+        dataset="ncf-ml-1m",
+        data_dir=args.data_dir,
+        split="recbole",
+        split_seed=seed,
+        test_fraction=0.1,
+        valid_fraction=0.1,
     )
-    started = time.time()
-    steps = -(-int((vec.row_counts() > 0).sum()) // args.cdae_batch)
-    hist = fit_reconstruction(
-        model,
-        ds,
-        epochs=args.cdae_epochs,
-        optimizer=adam(args.cdae_lr, args.cdae_epochs, steps, args.cosine),
-        loss="log",
-        masked=False,
-    )
-    train_s = time.time() - started
-    started = time.time()
-    known = split_vectors_known(split)
-    metrics = _full_ranking(split).evaluate(cdae_scorer(model, known))
-    return {
-        "metrics": metrics,
-        "settings": {
-            **settings,
-            "loss": "log loss over every item (no negative sampling)",
-            "optimizer": "adam" + (" + cosine decay" if args.cosine else ""),
+    overrides = _overrides(
+        args,
+        {
+            "epochs": args.cdae_epochs,
+            "embedding_dim": args.cdae_dim,
+            "l2": args.cdae_l2,
             "learning_rate": args.cdae_lr,
             "batch_size": args.cdae_batch,
-            "epochs": args.cdae_epochs,
+            "activation": args.cdae_activation,
+            "corruption": args.cdae_corruption,
         },
-        "data": _split_stats(split),
-        "final_train_loss": float(hist.history["loss"][-1]),
-        "train_seconds": round(train_s, 1),
-        "eval_seconds": round(time.time() - started, 1),
+    )
+    result, settings = _run("cdae", "cdae_recbole", source, seed, overrides)
+    losses = [row["loss"] for row in result.history["epochs"]]
+    metrics = {k: v for k, v in result.metrics["full"].items() if k != "seconds"}
+    return {
+        "metrics": metrics,
+        "settings": settings,
+        "data": _split_stats(recbole_ml1m(seed, args.data_dir)),
+        "final_train_loss": losses[-1] if losses else None,
+        "train_seconds": result.metrics.get("train_seconds"),
     }
-
-
-def split_vectors_known(split):
-    """The CDAE input at test time: the user's training items (valid items are
-    excluded from the ranking but not fed, as RecBole feeds the training history)."""
-    from tfrec.data.vectors import split_vectors
-
-    return split_vectors(split, by="user", implicit=True)
 
 
 def _split_stats(split):
@@ -418,7 +444,7 @@ def write_markdown(path: Path, payload: dict) -> None:
         "std over the seeds (each seed: a new split and a new initialisation). "
         f"Threads: {payload['threads']} intra-op on a shared 2-core CPU.",
         "",
-        "## AutoRec rating prediction (random 90/10, RMSE, lower is better)",
+        "## AutoRec rating prediction (random split, 10% test, RMSE, lower is better)",
         "",
         "| model | data | seeds | RMSE | RMSE unclipped | paper | train s/run |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -481,6 +507,10 @@ def main(argv=None):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from tfrec.io import atomic_write_json
+
+    if args.choose_l2:
+        choose_l2(args)
+        return
 
     out = Path(args.out)
     json_path = out.with_suffix(".json")

@@ -10,16 +10,15 @@ import tensorflow as tf
 from tfrec.data.vectors import rating_vectors, vector_dataset
 from tfrec.models.autoencoders import (
     InputCorruption,
-    ReconstructionTrainer,
     SparsityPenalty,
     autoencoder,
     autorec,
     cdae,
     cdae_scorer,
     check_rating_inputs,
-    fit_reconstruction,
     predict_ratings,
 )
+from tfrec.recipes.autoencoders import ReconstructionTrainer, fit_reconstruction
 
 
 def _sigmoid(x):

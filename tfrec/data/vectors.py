@@ -16,8 +16,13 @@ Batches are ``(features, labels)`` with ``features = {input_name: float32 [b, n]
 (plus ``row_id_name: int64 [b]`` when asked, e.g. CDAE's ``user_id``) and
 ``labels = {"target": float32 [b, n], "mask": float32 [b, n]}``: the target is the
 same dense row, the mask is 1 where a rating was observed. A training wrapper
-(:class:`tfrec.models.autoencoders.ReconstructionTrainer`) turns these into a loss
+(:class:`tfrec.recipes.autoencoders.ReconstructionTrainer`) turns these into a loss
 on observed entries only.
+
+:func:`vector_dataset` reshuffles with ``tf.data``'s own seeded shuffle (each new
+iterator continues the sequence); :func:`epoch_vector_dataset` draws epoch ``e``'s
+row order from ``(seed, e)`` alone, so a run resumed at epoch ``e`` sees the same
+batches as an uninterrupted one (the recipes use it).
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ import tensorflow as tf
 
 from tfrec.data.datasets import DataError
 
-__all__ = ["RatingVectors", "rating_vectors", "split_vectors", "vector_dataset"]
+__all__ = [
+    "RatingVectors",
+    "VectorEpochs",
+    "epoch_vector_dataset",
+    "rating_vectors",
+    "split_vectors",
+    "vector_dataset",
+]
 
 _BY = ("item", "user")
 
@@ -288,3 +300,102 @@ def vector_dataset(
     return ds.map(densify, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
     )
+
+
+class VectorEpochs:
+    """The row order of each epoch, a function of ``(seed, epoch)`` only.
+
+    ``epoch`` is the epoch the next pass over the dataset draws; a
+    ``tfrec.data.pipelines.SamplerEpochCallback`` sets it when ``fit`` starts an
+    epoch (so resuming at epoch ``e`` draws epoch ``e``'s order), and each pass
+    advances it by one otherwise.
+    """
+
+    def __init__(self, row_ids: np.ndarray, *, seed: int = 0, shuffle: bool = True):
+        self.row_ids = np.asarray(row_ids, np.int64)
+        self.seed, self.shuffle, self.epoch = int(seed), bool(shuffle), 0
+
+    def __len__(self) -> int:
+        return int(self.row_ids.size)
+
+    def epoch_positions(self, epoch: int) -> np.ndarray:
+        """Positions into ``row_ids`` in epoch ``epoch``'s order."""
+        if not self.shuffle:
+            return np.arange(len(self), dtype=np.int64)
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        return rng.permutation(len(self)).astype(np.int64)
+
+
+def epoch_vector_dataset(
+    vectors: RatingVectors,
+    *,
+    batch_size: int = 256,
+    shuffle: bool = True,
+    seed: int = 0,
+    input_name: str = "ratings",
+    row_id_name: str | None = None,
+    drop_empty: bool = True,
+) -> tuple[tf.data.Dataset, VectorEpochs]:
+    """Like :func:`vector_dataset`, with each epoch's order drawn from (seed, epoch).
+
+    Returns:
+        ``(dataset, source)``: batches of ``(features, {"target", "mask"})`` and
+        the :class:`VectorEpochs` behind them; pass
+        ``SamplerEpochCallback(source)`` to ``fit`` so epoch ``e`` always gets
+        the order of epoch ``e``.
+    """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"`batch_size` must be a positive int. Received: {batch_size!r}"
+        )
+    row_ids = np.arange(vectors.num_rows, dtype=np.int64)
+    if drop_empty:
+        row_ids = row_ids[vectors.row_counts() > 0]
+    if row_ids.size == 0:
+        raise ValueError("No rating vector has an observed entry; nothing to train on.")
+    source = VectorEpochs(row_ids, seed=seed, shuffle=shuffle)
+    starts, ends = vectors.indptr[row_ids], vectors.indptr[row_ids + 1]
+    lengths = ends - starts
+    offsets = np.arange(lengths.sum()) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
+    pos = np.repeat(starts, lengths) + offsets
+    ids_t = tf.constant(row_ids)
+    cols = tf.RaggedTensor.from_row_lengths(vectors.indices[pos], lengths)
+    vals = tf.RaggedTensor.from_row_lengths(vectors.values[pos], lengths)
+    num_cols = vectors.num_cols
+
+    def next_epoch():
+        epoch = source.epoch
+        source.epoch += 1
+        return source.epoch_positions(epoch)
+
+    def densify(p):
+        ids = tf.gather(ids_t, p)
+        c, v = tf.gather(cols, p), tf.gather(vals, p)
+        coords = tf.stack([c.value_rowids(), c.flat_values], axis=1)
+        shape = tf.stack([tf.shape(ids, out_type=tf.int64)[0], num_cols])
+        dense = tf.scatter_nd(coords, v.flat_values, shape)
+        mask = tf.scatter_nd(coords, tf.ones_like(v.flat_values), shape)
+        features = {input_name: dense}
+        if row_id_name:
+            features[row_id_name] = ids
+        return features, {"target": dense, "mask": mask}
+
+    ds = (
+        tf.data.Dataset.from_tensors(0)
+        .map(lambda _: tf.numpy_function(next_epoch, [], tf.int64))
+        .flat_map(
+            lambda p: tf.data.Dataset.from_tensor_slices(
+                tf.ensure_shape(p, (None,))
+            ).batch(int(batch_size))
+        )
+        .map(densify, num_parallel_calls=tf.data.AUTOTUNE)
+    )
+    steps = -(-row_ids.size // int(batch_size))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+    return ds.prefetch(tf.data.AUTOTUNE), source

@@ -30,10 +30,10 @@ A wrong vector length fails when the model is called (Keras checks the input's
 last axis against ``n``); NaN inputs are rejected by :func:`check_rating_inputs`
 in the host-side helpers (the serving graph itself does not test for NaN).
 
-Training: the serving models are trained through :class:`ReconstructionTrainer`,
-which adds the papers' losses (squared error on observed entries only for AutoRec,
-log loss or squared loss over every entry for CDAE) to the L2 terms the builders
-attach to their weights. Input corruption (:class:`InputCorruption`) is a layer
+Training lives in the family's recipe (`tfrec.recipes.autoencoders`): its
+``ReconstructionTrainer`` adds the papers' losses (squared error on observed
+entries only for AutoRec, log loss or squared loss over every entry for CDAE) to
+the L2 terms the builders attach to their weights. Input corruption (:class:`InputCorruption`) is a layer
 that acts only with ``training=True``; every export traces ``training=False``, so
 the serving graphs hold no random op.
 """
@@ -44,7 +44,6 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from tfrec.layers import IdEmbedding
@@ -53,7 +52,6 @@ from tfrec.registry import Tolerance, register_model
 VARIANTS = ("item", "user")
 CORRUPTIONS = ("dropout", "mask", "gaussian")
 SPARSITY_KINDS = ("kl", "l1")
-LOSSES = ("squared", "log")
 
 # ---------------------------------------------------------------------------
 # Layers
@@ -300,7 +298,8 @@ def autorec(
 
     ``h(r) = f(W g(V r + mu) + b)`` with sigmoid ``g`` and identity ``f``
     (Sedhain et al. 2015, Eq. 2); trained on observed entries only with
-    ``lambda/2 (||W||^2 + ||V||^2)`` (Eq. 3), see :class:`ReconstructionTrainer`.
+    ``lambda/2 (||W||^2 + ||V||^2)`` (Eq. 3), see
+    ``tfrec.recipes.autoencoders.ReconstructionTrainer``.
     Several ``hidden_units`` give the deep variant of the paper's Table 2
     (``(500, 250, 500)``).
 
@@ -314,7 +313,7 @@ def autorec(
         output_activation: output activation ``f`` (the paper: identity).
         l2: lambda of the weight penalty ``lambda/2 * ||W||^2`` on every kernel
             (biases are not penalised, as in the paper), relative to the data
-            loss summed over all training vectors (train with
+            loss summed over all training vectors (the recipe's
             ``ReconstructionTrainer(num_vectors=N)``). The default is the value
             reproducing I-AutoRec on ML-1M (the paper tuned lambda per data set;
             U-AutoRec on ML-1M used 400, ML-100K 100).
@@ -524,125 +523,6 @@ def cdae(
 
 
 # ---------------------------------------------------------------------------
-# Training
-
-
-class ReconstructionTrainer(keras.Model):
-    """Training wrapper: the papers' reconstruction losses around a serving model.
-
-    Fed by :func:`tfrec.data.vectors.vector_dataset`: ``(features, {"target",
-    "mask"})``. The loss of a batch of ``b`` vectors is
-
-    * ``masked=True`` (AutoRec): the squared error on observed entries only,
-      ``sum_i ||r_i - h(r_i)||^2_O``;
-    * ``masked=False`` (CDAE): the loss summed over every entry of the vector;
-
-    plus the penalties the serving model holds (its weight L2 terms and any
-    sparsity penalty, ``model.losses``).
-
-    Scaling, so that ``l2`` keeps each paper's meaning under mini-batches:
-
-    * ``num_vectors=N`` given (AutoRec's objective is a *sum* over the N training
-      vectors, Eq. 3): the data term is ``N/b`` times the batch sum, an unbiased
-      estimate of the full-data sum;
-    * ``num_vectors=None`` (CDAE's objective is a *mean* over users, Eq. 5): the
-      data term is the batch mean of the per-vector losses.
-
-    Args:
-        model: the serving model (one output).
-        loss: ``squared`` or ``log`` (binary cross-entropy; needs outputs in (0, 1)).
-        masked: loss on observed entries only.
-        num_vectors: number of training vectors N (see above).
-    """
-
-    def __init__(
-        self,
-        model: keras.Model,
-        *,
-        loss: str = "squared",
-        masked: bool = True,
-        num_vectors: int | None = None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if loss not in LOSSES:
-            raise ValueError(f"`loss` must be one of {LOSSES}. Received: {loss!r}")
-        if num_vectors is not None:
-            _check_size("num_vectors", num_vectors)
-        self.model = model
-        self.loss_kind = loss
-        self.masked = bool(masked)
-        self.num_vectors = num_vectors
-        self.output_key = next(iter(model.output))
-
-    def call(self, inputs, training=False):
-        return self.model(inputs, training=training)[self.output_key]
-
-    def data_loss(self, target, mask, pred):
-        """The data term for a batch (see the class docstring)."""
-        target = ops.cast(target, pred.dtype)
-        if self.loss_kind == "squared":
-            per_entry = ops.square(target - pred)
-        else:
-            p = ops.clip(pred, 1e-7, 1.0 - 1e-7)
-            per_entry = -(target * ops.log(p) + (1.0 - target) * ops.log(1.0 - p))
-        if self.masked:
-            per_entry = per_entry * ops.cast(mask, pred.dtype)
-        per_vector = ops.sum(per_entry, axis=-1)
-        if self.num_vectors is None:
-            return ops.mean(per_vector)
-        return ops.mean(per_vector) * float(self.num_vectors)
-
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        del x, sample_weight, training
-        loss = self.data_loss(y["target"], y["mask"], y_pred)
-        penalties = self.model.losses
-        if penalties:
-            loss = loss + ops.sum(
-                ops.stack([ops.cast(p, loss.dtype) for p in penalties])
-            )
-        return loss
-
-
-def fit_reconstruction(
-    model: keras.Model,
-    dataset,
-    *,
-    epochs: int,
-    optimizer: str | keras.optimizers.Optimizer = "adam",
-    learning_rate: float = 0.001,
-    loss: str = "squared",
-    masked: bool = True,
-    num_vectors: int | None = None,
-    callbacks=(),
-    verbose: int | str = 0,
-):
-    """Trains ``model`` on a vector dataset with :class:`ReconstructionTrainer`.
-
-    ``optimizer`` is a name from :data:`tfrec.training.OPTIMIZERS` (the lecture's
-    choices, built with ``learning_rate``) or a ready Keras optimiser (e.g. with a
-    learning-rate schedule). Returns the Keras ``History``.
-    """
-    from tfrec.training.optimizers import make_optimizer
-
-    trainer = ReconstructionTrainer(
-        model, loss=loss, masked=masked, num_vectors=num_vectors
-    )
-    if isinstance(optimizer, str):
-        optimizer = make_optimizer(optimizer, learning_rate)
-    trainer.compile(optimizer=optimizer)
-    return trainer.fit(
-        dataset,
-        epochs=epochs,
-        callbacks=list(callbacks),
-        verbose=verbose,
-        shuffle=False,
-    )
-
-
-# ---------------------------------------------------------------------------
 # Inference helpers (host side)
 
 
@@ -717,7 +597,6 @@ def predict_ratings(
     known = (vectors.row_counts()[rows] > 0) & (vectors.col_counts()[cols] > 0)
     need = np.unique(rows[known])
 
-    @tf.function(reduce_retracing=True)
     def forward(x):
         return model({"ratings": x}, training=False)["reconstruction"]
 
@@ -725,7 +604,7 @@ def predict_ratings(
     sorted_rows = rows[order]
     for s in range(0, need.size, batch_size):
         chunk = need[s : s + batch_size]
-        recon = forward(vectors.dense(chunk)).numpy()
+        recon = np.asarray(forward(vectors.dense(chunk)))
         lo = np.searchsorted(sorted_rows, chunk[0], side="left")
         hi = np.searchsorted(sorted_rows, chunk[-1], side="right")
         idx = order[lo:hi]
@@ -749,7 +628,6 @@ def cdae_scorer(model: keras.Model, vectors, *, batch_size: int = 1024):
             each user's known items (values are used as given, normally 1).
     """
 
-    @tf.function(reduce_retracing=True)
     def forward(u, x):
         return model({"user_id": u, "items": x}, training=False)["scores"]
 
@@ -760,7 +638,7 @@ def cdae_scorer(model: keras.Model, vectors, *, batch_size: int = 1024):
         out = np.empty(users.size, np.float32)
         for s in range(0, uniq.size, batch_size):
             chunk = uniq[s : s + batch_size]
-            scores = forward(chunk, vectors.dense(chunk)).numpy()
+            scores = np.asarray(forward(chunk, vectors.dense(chunk)))
             sel = (inv >= s) & (inv < s + chunk.size)
             out[sel] = scores[inv[sel] - s, items[sel]]
         return out

@@ -5,6 +5,7 @@ every recipe the same way.
 """
 
 from tfrec.recipes import (
+    autoencoders,  # noqa: F401
     content_cnn,  # noqa: F401
     gru4rec,  # noqa: F401
     mv_dnn,  # noqa: F401
