@@ -203,6 +203,8 @@ class Vocab:
             that score items from it (VBPR, the content CNN), or None.
         tables: Other arrays a request needs besides the models, by name (watch
             times and item features of the YouTube chain), or None.
+        seen_values: float32 rating of each entry of ``seen``'s indices (AutoRec
+            rebuilds a user's rating vector from them), or None.
     """
 
     items: list
@@ -211,6 +213,7 @@ class Vocab:
     seen: tuple[np.ndarray, np.ndarray] | None = None
     item_content: np.ndarray | None = None
     tables: dict | None = None
+    seen_values: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- stages
@@ -244,7 +247,9 @@ class StagePlan:
         epochs: Epochs of this stage.
         models: Named models whose weights are the stage's result.
         callbacks: Callbacks the stage needs (e.g. resets per epoch).
-        validate: ``() -> {metric: value}`` on the validation part, each epoch.
+        validate: ``() -> {metric: value}`` on the validation part.
+        validate_every: Run ``validate`` every this many epochs (and at the
+            last epoch).
         monitor: The ``validate`` key early stopping watches (``ndcg@10``).
         monitor_mode: ``max`` or ``min``.
         compute: ``() -> {name: array}`` for a non-Keras stage.
@@ -264,6 +269,7 @@ class StagePlan:
     models: dict = field(default_factory=dict)
     callbacks: list = field(default_factory=list)
     validate: Callable[[], dict] | None = None
+    validate_every: int = 1
     monitor: str | None = None
     monitor_mode: str = "max"
     compute: Callable[[], dict] | None = None

@@ -68,7 +68,8 @@ class ValidationCallback(keras.callbacks.Callback):
         self.every = every
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None or (epoch + 1) % self.every:
+        last = epoch + 1 == self.params.get("epochs") if self.params else False
+        if logs is None or ((epoch + 1) % self.every and not last):
             return
         for key, value in self.validate().items():
             logs[f"val_{key}"] = float(value)
@@ -221,7 +222,9 @@ def write_vocab(vocab: Vocab, run_dir: Path) -> None:
             (tmp / f"{kind}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
         if vocab.seen is not None:
             indptr, indices = vocab.seen
-            np.savez_compressed(tmp / "seen.npz", indptr=indptr, indices=indices)
+            values = getattr(vocab, "seen_values", None)
+            extra = {} if values is None else {"values": np.asarray(values, np.float32)}
+            np.savez_compressed(tmp / "seen.npz", indptr=indptr, indices=indices, **extra)
         if getattr(vocab, "item_content", None) is not None:
             np.savez_compressed(tmp / "item_content.npz", content=vocab.item_content)
         if getattr(vocab, "tables", None):
@@ -249,10 +252,11 @@ def read_vocab(run_or_artifact: str | os.PathLike) -> Vocab:
     items, names = read("items.tsv")
     if items is None:
         raise FileNotFoundError(f"{folder / 'items.tsv'} is missing.")
-    seen = content = None
+    seen = content = values = None
     if (folder / "seen.npz").is_file():
         with np.load(folder / "seen.npz") as csr:
             seen = (csr["indptr"], csr["indices"])
+            values = csr["values"] if "values" in csr.files else None
     if (folder / "item_content.npz").is_file():
         with np.load(folder / "item_content.npz") as arrays:
             content = arrays["content"]
@@ -261,7 +265,7 @@ def read_vocab(run_or_artifact: str | os.PathLike) -> Vocab:
         with np.load(folder / "tables.npz", allow_pickle=False) as arrays:
             tables = {k: arrays[k] for k in arrays.files}
     return Vocab(items=items, users=users, item_names=names, seen=seen,
-                 item_content=content, tables=tables)
+                 item_content=content, tables=tables, seen_values=values)
 
 
 def plot_curves(history: dict, path: Path, title: str = "") -> None:
@@ -381,7 +385,7 @@ def _seed(config) -> None:
 def _stage_callbacks(plan: StagePlan, config, stage: str) -> list:
     callbacks = list(plan.callbacks)
     if plan.validate is not None:
-        callbacks.append(ValidationCallback(plan.validate))
+        callbacks.append(ValidationCallback(plan.validate, every=plan.validate_every))
     if config.early_stopping and plan.trainer is not None and plan.early_stopping:
         if plan.validate is None or plan.monitor is None:
             raise ValueError(
