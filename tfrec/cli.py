@@ -102,7 +102,12 @@ def cmd_presets(args) -> int:
     names = [args.model] if args.model else list_models()
     seen = set()
     for name in names:
-        recipe = model_info(name).recipe
+        try:
+            recipe = model_info(name).recipe
+        except ValueError:
+            if args.model:
+                raise
+            continue
         for preset in recipe.presets:
             if preset.models and name not in preset.models:
                 continue
