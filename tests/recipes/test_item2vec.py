@@ -179,3 +179,26 @@ def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match="`k` must be at most num_items - 1 = 23"):
         tfrec.train("item2vec_similar", RECIPE.synthetic_data(0),
                     **{**RECIPE.test_config, "k": 30})
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt  # after epoch 0 is backed up
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    data = RECIPE.synthetic_data(0)
+    whole = tfrec.train("item2vec", data, out=tmp_path / "whole", **RECIPE.test_config)
+    with pytest.raises(KeyboardInterrupt):
+        tfrec.train("item2vec", data, out=tmp_path / "cut", callbacks=[_Interrupt()],
+                    **RECIPE.test_config)
+    assert (tmp_path / "cut" / "backup").is_dir()  # epoch 0 kept for the resume
+    assert len(_losses(tmp_path / "cut")) == 1
+    resumed = tfrec.train("item2vec", data, out=tmp_path / "cut", **RECIPE.test_config)
+    assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"))
+    np.testing.assert_allclose(
+        resumed.model.get_layer("item_embedding").get_weights()[0],
+        whole.model.get_layer("item_embedding").get_weights()[0],
+        rtol=1e-6, atol=1e-7,
+    )
