@@ -27,12 +27,28 @@ def _losses(run_dir):
     return [r["loss"] for r in rows]
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One uninterrupted run per model (shared with the resume test)."""
+    cache = {}
+
+    def get(model):
+        if model not in cache:
+            keras.utils.set_random_seed(0)
+            run = tmp_path_factory.mktemp("runs") / model
+            cache[model] = (run, tfrec.train(
+                model, RECIPE.synthetic_data(0), out=run, **RECIPE.test_config
+            ))
+        return cache[model]
+
+    return get
+
+
 @pytest.mark.parametrize("model", ["item2vec", "item2vec_similar"])
-def test_trains_through_the_runner_and_gives_both_serving_graphs(model, tmp_path):
+def test_trains_through_the_runner_and_gives_both_serving_graphs(model, runs):
     assert isinstance(RECIPE, Item2VecRecipe) and RECIPE.query == "item"
     data = RECIPE.synthetic_data(0)
-    run = tmp_path / model
-    result = tfrec.train(model, data, out=run, **RECIPE.test_config)
+    run, result = runs(model)
     losses = _losses(run)
     assert len(losses) == 2 and np.all(np.isfinite(losses))
     assert losses[-1] < losses[0]
@@ -187,16 +203,16 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt  # after epoch 0 is backed up
 
 
-def test_resumed_run_ends_with_the_same_weights(tmp_path):
+def test_resumed_run_ends_with_the_same_weights(tmp_path, runs):
     data = RECIPE.synthetic_data(0)
-    whole = tfrec.train("item2vec", data, out=tmp_path / "whole", **RECIPE.test_config)
+    whole_dir, whole = runs("item2vec")
     with pytest.raises(KeyboardInterrupt):
         tfrec.train("item2vec", data, out=tmp_path / "cut", callbacks=[_Interrupt()],
                     **RECIPE.test_config)
     assert (tmp_path / "cut" / "backup").is_dir()  # epoch 0 kept for the resume
     assert len(_losses(tmp_path / "cut")) == 1
     resumed = tfrec.train("item2vec", data, out=tmp_path / "cut", **RECIPE.test_config)
-    assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"))
+    assert _losses(tmp_path / "cut") == pytest.approx(_losses(whole_dir))
     np.testing.assert_allclose(
         resumed.model.get_layer("item_embedding").get_weights()[0],
         whole.model.get_layer("item_embedding").get_weights()[0],

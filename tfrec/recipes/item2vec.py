@@ -414,7 +414,7 @@ def _session_catalogue(source) -> ItemSequences:
 
 def _order_sessions(sess, item, time):
     """Sequences of item codes per session, clicks by time (stable), sessions by
-    their first click (ties: first appearance in the file)."""
+    their first click (ties: by session id)."""
     order = np.lexsort((np.arange(sess.size), time, sess))
     sess, item, time = sess[order], item[order], time[order]
     starts = np.flatnonzero(np.r_[True, sess[1:] != sess[:-1]])
