@@ -28,10 +28,10 @@ recipe (:mod:`tfrec.recipes.item2vec`) wires them together::
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfrec.layers import IdEmbedding
-from tfrec.models.item2vec import _check_positive
 from tfrec.training.optimizers import make_optimizer
 
 LOSSES = ("negative_sampling", "softmax")
@@ -45,6 +45,11 @@ __all__ = [
     "item2vec_skipgram",
     "negative_sampling_loss",
 ]
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
 
 
 def _check_loss(loss):
