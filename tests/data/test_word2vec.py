@@ -199,7 +199,7 @@ def test_every_epoch_has_the_size_of_epoch_zero():
 def test_callback_pins_the_epoch_in_fit():
     import keras
 
-    from tfrec.models.item2vec import compile_item2vec, item2vec_cbow
+    from tfrec.training.item2vec import compile_item2vec, item2vec_cbow
 
     seqs = [np.arange(5), np.arange(2, 8)]
     ds, source = cbow_dataset(

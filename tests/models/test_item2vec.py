@@ -9,14 +9,16 @@ import pytest
 from tfrec.data.pipelines import SamplerEpochCallback
 from tfrec.data.word2vec import skipgram_dataset
 from tfrec.models.item2vec import (
-    compile_item2vec,
     item2vec,
-    item2vec_cbow,
     item2vec_similar,
-    item2vec_skipgram,
     item_embeddings,
-    negative_sampling_loss,
     serving_models,
+)
+from tfrec.training.item2vec import (
+    compile_item2vec,
+    item2vec_cbow,
+    item2vec_skipgram,
+    negative_sampling_loss,
 )
 
 

@@ -20,7 +20,8 @@
   a leave-last-out split (:func:`leave_last_out`). Rule: a user's profile is the
   mean of the L2-normalised vectors of the last ``recent`` training items, so an
   item's score is its mean cosine similarity to those items; items already in
-  the user's training history are excluded; the held-out item is ranked against
+  the user's training history are excluded (``exclude_history=False`` keeps
+  them, for sessions with repeated clicks); the held-out item is ranked against
   every other item (full ranking), HR@k and NDCG@k.
 * :func:`movielens_genres`: genre flags of ML-100K / ML-1M films from
   :mod:`tfrec.data.content`; the "unknown" pseudo-genre is dropped.
@@ -284,10 +285,11 @@ def leave_last_out(offsets, items) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return offsets - np.arange(offsets.size), items[keep], items[last]
 
 
-def _full_ranking(scores, offsets, items, targets, ks):
-    seq = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+def _full_ranking(scores, offsets, items, targets, ks, exclude_history=True):
     scores = np.array(scores, np.float64)
-    scores[seq, items] = -np.inf  # items already in the training history
+    if exclude_history:
+        seq = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+        scores[seq, items] = -np.inf  # items already in the training history
     relevant = np.zeros(scores.shape, bool)
     relevant[np.arange(targets.size), targets] = True
     if np.isneginf(scores[relevant]).any():
@@ -296,7 +298,14 @@ def _full_ranking(scores, offsets, items, targets, ks):
 
 
 def next_item_metrics(
-    embeddings, offsets, items, targets, *, recent: int = 5, ks=(10,)
+    embeddings,
+    offsets,
+    items,
+    targets,
+    *,
+    recent: int = 5,
+    ks=(10,),
+    exclude_history: bool = True,
 ) -> dict[str, float]:
     """HR/NDCG of the held-out next item under the mean-cosine rule.
 
@@ -306,6 +315,8 @@ def next_item_metrics(
         targets: the held-out next item of each sequence.
         recent: how many of the latest training items form the profile.
         ks: cut-offs.
+        exclude_history: rank only items outside the sequence (user histories);
+            False keeps them (sessions, where a click may repeat an earlier one).
 
     Returns:
         ``ranking_metrics`` output (``hr@k``, ``ndcg@k``, ...).
@@ -332,7 +343,9 @@ def next_item_metrics(
     np.add.at(profile, seq[use], unit[items[use]])
     counts = np.bincount(seq[use], minlength=offsets.size - 1)[:, None]
     profile /= np.maximum(counts, 1)
-    return _full_ranking(profile @ unit.T, offsets, items, targets, ks)
+    return _full_ranking(
+        profile @ unit.T, offsets, items, targets, ks, exclude_history
+    )
 
 
 def popularity_next_item_metrics(offsets, items, targets, num_items: int, *, ks=(10,)):

@@ -1,4 +1,4 @@
-"""item2vec: word2vec (skip-gram and CBOW) over item sequences.
+"""item2vec: word2vec (skip-gram and CBOW) over item sequences; serving graphs.
 
 References:
     Oren Barkan, Noam Koenigstein. "Item2Vec: Neural Item Embedding for
@@ -9,24 +9,9 @@ References:
     Tomas Mikolov, Kai Chen, Greg Corrado, Jeffrey Dean. "Efficient Estimation of
     Word Representations in Vector Space". ICLR 2013 workshop (CBOW, skip-gram).
 
-Items are words and sequences (sessions, user histories, sets) are sentences;
-the examples come from :mod:`tfrec.data.word2vec`. Item ids are 0-based
-(``0 .. num_items - 1``); Sessions index ``k`` is item2vec id ``k - 1``.
-
-**Training graphs** (plain builders, trained with ``fit`` on the tf.data
-pipelines; never exported):
-
-* :func:`item2vec_skipgram`: ``{item_id [B], output_item_ids [B, 1 + n]} ->
-  {logits [B, 1 + n]}``, ``logits = <u_item, v_output>``, with
-  :func:`negative_sampling_loss` (the item2vec objective, Eq. 2 of the paper);
-  ``loss="softmax"``: ``{item_id} -> {logits [B, num_items]}`` for a full softmax
-  (Eq. 1) on small catalogues.
-* :func:`item2vec_cbow`: ``{context_item_ids [B, C] (padded with -1),
-  output_item_ids [B, 1 + n]} -> {logits}``; the hidden vector is the mean of the
-  valid context vectors (word2vec's ``cbow_mean=1``).
-
-Both hold two tables as in word2vec: ``item_embedding`` (the input vectors ``u``,
-the item representation) and ``output_embedding`` (the output vectors ``v``).
+Items are words and sequences (sessions, user histories, sets) are sentences.
+Item ids are 0-based (``0 .. num_items - 1``); Sessions index ``k`` is item2vec
+id ``k - 1``.
 
 **Serving graphs** (registered, exported):
 
@@ -37,18 +22,17 @@ the item representation) and ``output_embedding`` (the output vectors ``v``).
   ``top_k`` excluding the item itself (ONNX ``TopK``). An id outside
   ``[0, num_items)`` returns ``similar_items = -1`` and ``similarity = 0``.
 
-:func:`serving_models` builds both from a trained training graph::
-
-    ds, source = skipgram_dataset(sessions, window=5, num_negatives=15)
-    model = compile_item2vec(item2vec_skipgram(source.num_items, embedding_dim=64))
-    model.fit(ds, epochs=10, callbacks=[SamplerEpochCallback(source)])
-    served = serving_models(model, k=10)  # {"item2vec": ..., "item2vec_similar": ...}
+:func:`serving_models` builds both from a trained table (or any model with an
+``item_embedding`` layer). The skip-gram / CBOW **training graphs** and the
+negative-sampling objective live in :mod:`tfrec.training.item2vec`; the recipe
+that trains them (``tfrec train item2vec``) is :mod:`tfrec.recipes.item2vec`.
 
 Faithfulness notes:
 
 * The paper trains with per-pair SGD and a linearly decaying learning rate
-  (word2vec's C code); here mini-batches through Keras ``fit`` with any Keras
-  optimizer (the reproduction uses Adam). The loss per pair is the paper's
+  (word2vec's C code); here mini-batches through Keras ``fit`` with any
+  `tfrec.training.make_optimizer` optimiser (the recipe offers word2vec's linear
+  decay as ``lr_schedule="linear"``). The loss per pair is the paper's
   ``-log s(u.v+) - sum_neg log s(-u.v-)`` (summed over the noise items, averaged
   over the batch).
 * Initialisation follows word2vec: ``u ~ U(-0.5/d, 0.5/d)``, ``v = 0``.
@@ -65,68 +49,13 @@ from keras import ops
 from tfrec.layers import IdEmbedding
 from tfrec.registry import Tolerance, register_model
 
-LOSSES = ("negative_sampling", "softmax")
-
 
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
 
 
-def _check_loss(loss):
-    if loss not in LOSSES:
-        raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
-
-
-def _input_init(embedding_dim):
-    half = 0.5 / embedding_dim
-    return keras.initializers.RandomUniform(-half, half)
-
-
 # ---------------------------------------------------------------- layers
-
-
-@keras.saving.register_keras_serializable(package="tfrec")
-class OutputLogits(keras.layers.Layer):
-    """``logits[b, j] = <hidden[b], outputs[b, j]>`` for ``hidden [B, d]`` and
-    ``outputs [B, K, d]``."""
-
-    def call(self, inputs):
-        hidden, outputs = inputs
-        return ops.einsum("bd,bkd->bk", hidden, outputs)
-
-    def compute_output_shape(self, input_shapes):
-        return tuple(input_shapes[1][:2])
-
-
-@keras.saving.register_keras_serializable(package="tfrec")
-class BagMean(keras.layers.Layer):
-    """Mean of the context vectors whose ids lie in ``[0, num_ids)``.
-
-    Inputs ``[vectors [B, C, d], ids [B, C]]``; padding (``-1``) and other
-    out-of-range ids are left out. A bag with no valid id gives zeros.
-    """
-
-    def __init__(self, num_ids: int, **kwargs):
-        super().__init__(**kwargs)
-        self.num_ids = int(num_ids)
-
-    def call(self, inputs):
-        vectors, ids = inputs
-        ids = ops.cast(ids, "int64")
-        valid = ops.cast(
-            ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, self.num_ids)),
-            vectors.dtype,
-        )
-        total = ops.sum(vectors * ops.expand_dims(valid, -1), axis=1)
-        count = ops.maximum(ops.sum(valid, axis=1, keepdims=True), 1.0)
-        return total / count
-
-    def compute_output_shape(self, input_shapes):
-        return (input_shapes[0][0], input_shapes[0][2])
-
-    def get_config(self):
-        return {**super().get_config(), "num_ids": self.num_ids}
 
 
 @keras.saving.register_keras_serializable(package="tfrec")
@@ -200,157 +129,16 @@ class SimilarItems(keras.layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package="tfrec")
-def negative_sampling_loss(y_true, logits):
-    """word2vec's negative-sampling loss per example:
-    ``sum_j [-y_j log s(x_j) - (1 - y_j) log s(-x_j)]`` over the ``1 + n`` output
-    items (labels ``[1, 0, ..., 0]``); Keras averages it over the batch."""
-    y_true = ops.cast(y_true, logits.dtype)
-    # Stable log-sigmoid cross-entropy: max(x, 0) - x y + log(1 + exp(-|x|)).
-    per_item = (
-        ops.maximum(logits, 0.0)
-        - logits * y_true
-        + ops.log1p(ops.exp(-ops.abs(logits)))
-    )
-    return ops.sum(per_item, axis=-1)
-
-
-def _compile_loss(loss):
-    if loss == "negative_sampling":
-        return negative_sampling_loss
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-# ---------------------------------------------------------- training graphs
-
-
-def _output_logits(hidden, inputs, num_items, embedding_dim, loss):
-    if loss == "softmax":
-        return keras.layers.Dense(
-            num_items,
-            use_bias=False,
-            kernel_initializer="zeros",
-            name="output_embedding",
-        )(hidden)
-    outputs = IdEmbedding(
-        num_items,
-        embedding_dim,
-        embeddings_initializer="zeros",
-        name="output_embedding",
-    )(inputs["output_item_ids"])
-    return OutputLogits(name="output_logits")([hidden, outputs])
-
-
-def item2vec_skipgram(
-    num_items: int,
-    *,
-    embedding_dim: int = 100,
-    loss: str = "negative_sampling",
-) -> keras.Model:
-    """Skip-gram training graph: predict the context items of an item.
-
-    Reference: Barkan & Koenigstein 2016, Eq. 2 (skip-gram with negative
-    sampling over item sets); Mikolov et al. 2013.
-
-    Args:
-        num_items: catalogue size (ids ``0..num_items-1``).
-        embedding_dim: width of both tables (the paper: 40-100).
-        loss: ``negative_sampling`` (inputs ``item_id``, ``output_item_ids``) or
-            ``softmax`` (input ``item_id``, logits over all items).
-
-    Returns:
-        A functional model with output ``logits``; compile it with
-        :func:`compile_item2vec` (or with :func:`negative_sampling_loss`).
-
-    Example:
-        >>> model = item2vec_skipgram(num_items=1682, embedding_dim=64)
-    """
-    _check_positive("num_items", num_items)
-    _check_positive("embedding_dim", embedding_dim)
-    _check_loss(loss)
-    inputs = {"item_id": keras.Input(shape=(), dtype="int64", name="item_id")}
-    if loss == "negative_sampling":
-        inputs["output_item_ids"] = keras.Input(
-            shape=(None,), dtype="int64", name="output_item_ids"
-        )
-    hidden = IdEmbedding(
-        num_items,
-        embedding_dim,
-        embeddings_initializer=_input_init(embedding_dim),
-        name="item_embedding",
-    )(inputs["item_id"])
-    logits = _output_logits(hidden, inputs, num_items, embedding_dim, loss)
-    logits = keras.layers.Identity(name="logits")(logits)
-    return keras.Model(inputs, {"logits": logits}, name="item2vec_skipgram")
-
-
-def item2vec_cbow(
-    num_items: int,
-    *,
-    embedding_dim: int = 100,
-    loss: str = "negative_sampling",
-) -> keras.Model:
-    """CBOW training graph: predict an item from the mean of its context items.
-
-    Reference: Mikolov et al. 2013 (CBOW with ``cbow_mean=1``); item2vec's
-    objective with the context bag as the input.
-
-    Args:
-        num_items: catalogue size (ids ``0..num_items-1``).
-        embedding_dim: width of both tables.
-        loss: ``negative_sampling`` (inputs ``context_item_ids``,
-            ``output_item_ids``) or ``softmax`` (input ``context_item_ids``).
-
-    Returns:
-        A functional model with output ``logits``.
-    """
-    _check_positive("num_items", num_items)
-    _check_positive("embedding_dim", embedding_dim)
-    _check_loss(loss)
-    inputs = {
-        "context_item_ids": keras.Input(
-            shape=(None,), dtype="int64", name="context_item_ids"
-        )
-    }
-    if loss == "negative_sampling":
-        inputs["output_item_ids"] = keras.Input(
-            shape=(None,), dtype="int64", name="output_item_ids"
-        )
-    vectors = IdEmbedding(
-        num_items,
-        embedding_dim,
-        embeddings_initializer=_input_init(embedding_dim),
-        name="item_embedding",
-    )(inputs["context_item_ids"])
-    hidden = BagMean(num_items, name="context_mean")(
-        [vectors, inputs["context_item_ids"]]
-    )
-    logits = _output_logits(hidden, inputs, num_items, embedding_dim, loss)
-    logits = keras.layers.Identity(name="logits")(logits)
-    return keras.Model(inputs, {"logits": logits}, name="item2vec_cbow")
-
-
-def compile_item2vec(
-    model: keras.Model, optimizer="adam", *, learning_rate: float | None = None
-) -> keras.Model:
-    """Compiles a training graph with its loss (negative sampling or softmax)."""
-    loss = "softmax" if "output_item_ids" not in model.input else "negative_sampling"
-    if isinstance(optimizer, str):
-        optimizer = keras.optimizers.get(optimizer)
-        if learning_rate is not None:
-            optimizer.learning_rate = learning_rate
-    model.compile(optimizer=optimizer, loss={"logits": _compile_loss(loss)})
-    return model
-
-
 def item_embeddings(training_model: keras.Model) -> np.ndarray:
-    """The trained item table ``u`` (``[num_items, embedding_dim]``, float32)."""
+    """The trained item table ``u`` (``[num_items, embedding_dim]``, float32) of
+    a model with an ``item_embedding`` layer (a training graph of
+    :mod:`tfrec.training.item2vec`, or the :func:`item2vec` serving graph)."""
     try:
         layer = training_model.get_layer("item_embedding")
     except ValueError as err:
         raise ValueError(
             f"Model {training_model.name!r} has no layer 'item_embedding'; pass an "
-            "item2vec training graph (item2vec_skipgram / item2vec_cbow)."
+            "item2vec training graph (tfrec.training.item2vec) or serving graph."
         ) from err
     return np.asarray(layer.get_weights()[0], np.float32)
 
@@ -431,8 +219,9 @@ def serving_models(training_model_or_table, *, k: int = 10) -> dict[str, keras.M
     """Builds the registered serving graphs from a trained training graph.
 
     Args:
-        training_model_or_table: an :func:`item2vec_skipgram` /
-            :func:`item2vec_cbow` model, or the ``[num_items, d]`` item table.
+        training_model_or_table: a trained model with an ``item_embedding``
+            layer (``tfrec.training.item2vec.item2vec_skipgram`` /
+            ``item2vec_cbow``), or the ``[num_items, d]`` item table.
         k: neighbours of the similar-items model.
 
     Returns:
