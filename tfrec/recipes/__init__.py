@@ -5,5 +5,6 @@ every recipe the same way.
 """
 
 from tfrec.recipes import (
+    hybrid,  # noqa: F401
     ncf,  # noqa: F401
 )
