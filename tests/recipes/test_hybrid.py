@@ -19,6 +19,11 @@ from tfrec.recipes.hybrid import HybridRecipe, hybrid_split, read_item_content
 
 MODELS = HybridRecipe.models
 RECIPE = recipe_for("hybrid_weighted")
+# The combination stages choose these on validation (cheap: no training).
+GRIDS = {
+    "hybrid_switching": {"threshold_grid": (0.0, 3.0, 1000.0)},
+    "hybrid_weighted": {"weight_grid": (0.0, 0.5, 1.0)},
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +41,8 @@ def _stage_losses(history):
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_trains_through_the_runner(name, data, tmp_path):
     run = tmp_path / name
-    result = tfrec.train(name, data, out=run, **RECIPE.test_config)
+    grid = GRIDS.get(name, {})
+    result = tfrec.train(name, data, out=run, **RECIPE.test_config, **grid)
     losses = _stage_losses(json.loads((run / "history.json").read_text()))
     assert losses, "no epoch was recorded"
     for stage, values in losses.items():
@@ -49,6 +55,19 @@ def test_every_model_trains_through_the_runner(name, data, tmp_path):
     assert (run / "serving" / f"{name}.keras").is_file()
     if name != "cbf_profile":  # cold items are outside the models' vocabulary
         assert index["graphs"][name]["num_items"] == data.num_warm_items
+    if grid:
+        (key, values), = grid.items()
+        attr = "threshold" if name == "hybrid_switching" else "cf_weight"
+        stage = RECIPE.stage_names(name, result.config)[-1]
+        with np.load(run / "stages" / stage / "arrays.npz") as chosen:
+            scores, choice = chosen["valid_scores"], float(chosen["choice"])
+        assert scores.shape == (len(values),) and np.isfinite(scores).all()
+        assert choice == values[int(np.argmax(scores))]
+        assert index["graphs"][name][attr] == choice
+        layer = result.serving[name].model.get_layer(
+            "switch" if name == "hybrid_switching" else "blend"
+        )
+        assert getattr(layer, attr) == choice
     # The test metrics cover warm and cold items and are finite.
     for part in ("warm", "cold"):
         for metric in ("recall@10", "ndcg@10"):

@@ -87,8 +87,14 @@ class HybridConfig(TrainSettings):
             (carved from the training pairs).
         title_vocab: Catalogue content: size of the title bag of words (genres
             and year are always included).
-        monitor: Which validation NDCG early stopping watches: ``mean`` of warm
-            and cold, ``warm`` or ``cold``.
+        monitor: Which validation NDCG early stopping (and the grids below)
+            watch: ``mean`` of warm and cold, ``warm`` or ``cold``.
+        threshold_grid: ``hybrid_switching``: candidate thresholds; the
+            ``switch`` stage keeps the one with the best validation ``monitor``
+            (empty: use ``threshold``).
+        weight_grid: ``hybrid_weighted`` with a fixed weight: candidate ``w``;
+            the ``blend`` stage keeps the best on validation (empty: use
+            ``cf_weight``).
     """
 
     epochs: int = 10
@@ -106,6 +112,8 @@ class HybridConfig(TrainSettings):
     valid_cold_fraction: float = 0.1
     title_vocab: int = 50
     monitor: str = "mean"
+    threshold_grid: tuple = ()
+    weight_grid: tuple = ()
 
     def validate(self) -> None:
         super().validate()
@@ -142,6 +150,15 @@ class HybridConfig(TrainSettings):
             if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
                 raise ValueError(
                     f"`{name}` must be in (0, 1). Received: {name}={value!r}"
+                )
+        for name, low, high in (("threshold_grid", 0.0, np.inf),
+                                ("weight_grid", 0.0, 1.0)):
+            grid = getattr(self, name)
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and low <= v <= high for v in grid):
+                raise ValueError(
+                    f"`{name}` must be numbers in [{low}, {high}]. Received: "
+                    f"{name}={grid!r}"
                 )
         if self.monitor not in MONITORS:
             raise ValueError(
@@ -569,6 +586,23 @@ class HybridRecipe(Recipe):
             models=("hybrid_switching",),
         ),
         Preset(
+            "weighted_valid",
+            {**_COMMON, "learn_weight": False,
+             "weight_grid": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)},
+            f"w chosen on the validation parts by the blend stage from a 0.1-0.9 grid "
+            f"(monitor: mean of warm and cold NDCG@10); the rest as {_REPORT}",
+            dataset="movielens-100k",
+            models=("hybrid_weighted",),
+        ),
+        Preset(
+            "switching_valid",
+            {**_COMMON, "threshold_grid": (0.0, 2.0, 5.0, 10.0, 20.0, 50.0)},
+            "threshold chosen on the validation parts by the switch stage from "
+            f"0/2/5/10/20/50 training interactions; the rest as {_REPORT}",
+            dataset="movielens-100k",
+            models=("hybrid_switching",),
+        ),
+        Preset(
             "report_joint",
             {**_COMMON, "content_weight": 1.0},
             f"{_REPORT}: lambda 1 {_PILOT}",
@@ -765,31 +799,7 @@ class HybridRecipe(Recipe):
                                    serving=serving)
         kwargs = self._kwargs(model, data, model_kwargs)
         if stage in ("blend", "switch"):
-            net = create_model(model, **kwargs)
-            H.copy_weights(previous["cf"].models["mf"], net)
-            H.copy_weights(previous["cbf"].models["cbf_profile"], net)
-
-            def serving():
-                for layer in net.layers:
-                    if not isinstance(layer, H.Blend):
-                        layer.trainable = True
-                return ix.graph(model, kwargs, net)
-
-            if stage == "switch":
-                from tfrec.models.hybrid import set_item_counts
-
-                set_item_counts(net, H.item_counts(data))
-            if stage == "blend" and kwargs.get("learn_weight"):
-                for layer in net.layers:
-                    layer.trainable = isinstance(layer, H.Blend)
-                return self._pointwise(net, net, data, config,
-                                       epochs=config.blend_epochs,
-                                       models={model: net}, parts=("warm", "cold"),
-                                       serving=serving)
-            return StagePlan(
-                compute=lambda: {}, models={model: net}, serving=serving,
-                validate=self._validator(net, data, config),
-            )
+            return self._combine(stage, model, data, config, kwargs, previous)
         if stage == "content":
             net = create_model(model, **kwargs)
             net.get_layer("content_projection").trainable = True
@@ -835,6 +845,67 @@ class HybridRecipe(Recipe):
         return self._pointwise(net, trainer, data, config, epochs=config.epochs,
                                models={model: net}, parts=("warm", "cold"),
                                serving=lambda: ix.graph(model, kwargs, net))
+
+    def _combine(self, stage, model, data, config, kwargs, previous):
+        """Weighted / switching: both trained components copied in; a learned
+        weight is then fitted alone, or a grid value chosen on validation."""
+        from tfrec.models.hybrid import set_item_counts
+
+        net = create_model(model, **kwargs)
+        H.copy_weights(previous["cf"].models["mf"], net)
+        H.copy_weights(previous["cbf"].models["cbf_profile"], net)
+        if stage == "switch":
+            set_item_counts(net, H.item_counts(data))
+        layer, attr, grid = (
+            (net.get_layer("switch"), "threshold", config.threshold_grid)
+            if stage == "switch"
+            else (net.get_layer("blend"), "cf_weight", config.weight_grid)
+        )
+        validate = self._validator(net, data, config)
+        monitor = f"{config.monitor}_ndcg@{config.ks[0]}"
+        plan = StagePlan(models={model: net}, validate=validate, monitor=monitor)
+
+        def serving():
+            if "choice" in plan.arrays:  # chosen now, or loaded on resume
+                value = float(plan.arrays["choice"])
+                setattr(layer, attr, value)
+                kwargs[attr] = value
+            for other in net.layers:
+                if not isinstance(other, H.Blend):
+                    other.trainable = True
+            return ix.graph(model, kwargs, net)
+
+        plan.serving = serving
+        if stage == "blend" and kwargs.get("learn_weight"):
+            for other in net.layers:
+                other.trainable = isinstance(other, H.Blend)
+            fitted = self._pointwise(
+                net, net, data, config, epochs=config.blend_epochs,
+                models={model: net}, parts=("warm", "cold"), serving=serving,
+            )
+            plan.trainer, plan.dataset, plan.epochs = (
+                fitted.trainer, fitted.dataset, fitted.epochs
+            )
+            plan.callbacks, plan.monitor = fitted.callbacks, fitted.monitor
+            return plan
+
+        def choose() -> dict:
+            if not grid:
+                return {}
+            if stage == "blend" and kwargs.get("learn_weight"):
+                return {}
+            values = [float(v) for v in grid]
+            scores = []
+            for value in values:
+                setattr(layer, attr, value)
+                scores.append(float(validate()[monitor]))
+            best = values[int(np.argmax(scores))]  # ties: the first listed
+            setattr(layer, attr, best)
+            return {"choice": np.float64(best), "grid": np.asarray(values),
+                    "valid_scores": np.asarray(scores)}
+
+        plan.compute = choose
+        return plan
 
     # ---- evaluation and use --------------------------------------------------
     def evaluate(self, model, serving, data, config, part="test"):
