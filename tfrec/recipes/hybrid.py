@@ -81,6 +81,9 @@ class HybridConfig(TrainSettings):
         map_epochs: Epochs of the mapping hybrid's content-map regression.
         map_learning_rate: Step size of that regression.
         map_batch_size: Items per step of that regression.
+        map_passes_per_epoch: Passes over the items per epoch of the ``map``
+            stage (validation runs once per epoch): the stage has
+            ``ceil(map_epochs / map_passes_per_epoch)`` epochs.
         cold_fraction: Share of all items made cold for the test.
         warm_test_fraction: Share of each user's warm pairs held out for test.
         valid_cold_fraction: Share of the warm items made cold for validation
@@ -107,6 +110,7 @@ class HybridConfig(TrainSettings):
     map_epochs: int = 200
     map_learning_rate: float = 0.005
     map_batch_size: int = 256
+    map_passes_per_epoch: int = 20
     cold_fraction: float = 0.2
     warm_test_fraction: float = 0.2
     valid_cold_fraction: float = 0.1
@@ -118,7 +122,7 @@ class HybridConfig(TrainSettings):
     def validate(self) -> None:
         super().validate()
         for name in ("num_negatives", "pre_epochs", "blend_epochs", "map_epochs",
-                     "map_batch_size"):
+                     "map_batch_size", "map_passes_per_epoch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(
@@ -637,6 +641,7 @@ class HybridRecipe(Recipe):
         "learning_rate": 0.02,
         "pre_epochs": 2,
         "map_epochs": 2,
+        "map_passes_per_epoch": 1,
         "map_learning_rate": 0.02,
         "title_vocab": 0,
     }
@@ -819,16 +824,17 @@ class HybridRecipe(Recipe):
             net = create_model(model, **kwargs)
             cf = previous["cf"].models["mf"]
             H.load_mf_into_factor_model(cf, net)
+            passes = min(config.map_passes_per_epoch, config.map_epochs)
             regressor, ds, rows = H.map_regression(
                 net, data.content[: data.num_warm_items], H.mf_item_vectors(cf),
-                batch_size=config.map_batch_size, seed=config.seed,
+                batch_size=config.map_batch_size, seed=config.seed, passes=passes,
             )
             regressor.compile(
                 optimizer=make_optimizer(config.optimizer, config.map_learning_rate),
                 loss="mse",
             )
             return StagePlan(
-                trainer=regressor, dataset=ds, epochs=config.map_epochs,
+                trainer=regressor, dataset=ds, epochs=-(-config.map_epochs // passes),
                 models={model: net}, callbacks=[SamplerEpochCallback(rows)],
                 validate=self._validator(net, data, config),
                 monitor=f"{config.monitor}_ndcg@{config.ks[0]}",
@@ -909,8 +915,20 @@ class HybridRecipe(Recipe):
 
     # ---- evaluation and use --------------------------------------------------
     def evaluate(self, model, serving, data, config, part="test"):
+        """``warm`` and ``cold`` (see :func:`rank`); the weighted and switching
+        hybrids also report their two components on the same parts (``cf_warm``,
+        ``cf_cold``: the ``mf`` branch, i.e. pure CF; ``cbf_warm``, ``cbf_cold``:
+        pure CBF)."""
         net = serving[model].model
-        return rank(data, H.content_scorer(net, data.content), part, ks=config.ks)
+        out = rank(data, H.content_scorer(net, data.content), part, ks=config.ks)
+        if model in ("hybrid_weighted", "hybrid_switching"):
+            for branch in ("cf", "cbf"):
+                sub = keras.Model(
+                    net.input, {"score": net.get_layer(f"{branch}_score").output}
+                )
+                res = rank(data, H.content_scorer(sub, data.content), part, ks=config.ks)
+                out.update({f"{branch}_{k}": v for k, v in res.items()})
+        return out
 
     def recommend(self, model, serving, vocab, query, *, k=10, exclude_seen=True):
         content = getattr(vocab, "item_features", None)

@@ -609,18 +609,23 @@ class RowEpochs:
     """``(x, y)`` rows in a fresh order each epoch, a function of ``(seed,
     epoch)`` (resume-safe; :class:`SamplerEpochCallback` sets ``epoch``)."""
 
-    def __init__(self, x, y, *, seed: int = 0):
+    def __init__(self, x, y, *, seed: int = 0, passes: int = 1):
         self.x, self.y = x, y
-        self.seed, self.epoch = int(seed), 0
+        self.seed, self.epoch, self.passes = int(seed), 0, int(passes)
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.x) * self.passes
 
     def dataset(self, batch_size: int) -> tf.data.Dataset:
+        """Each epoch: ``passes`` fresh permutations of the rows, batched."""
+
         def next_epoch():
             epoch = self.epoch
             self.epoch += 1
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self))
+            rng = np.random.default_rng([self.seed, epoch])
+            order = np.concatenate(
+                [rng.permutation(len(self.x)) for _ in range(self.passes)]
+            )
             return self.x[order], self.y[order]
 
         width_x, width_y = self.x.shape[1], self.y.shape[1]
@@ -640,12 +645,19 @@ class RowEpochs:
 
 
 def map_regression(
-    model: keras.Model, warm_content, targets, *, batch_size: int = 256, seed: int = 0
+    model: keras.Model,
+    warm_content,
+    targets,
+    *,
+    batch_size: int = 256,
+    seed: int = 0,
+    passes: int = 1,
 ) -> tuple[keras.Model, tf.data.Dataset, RowEpochs]:
     """``(regressor, dataset, rows)`` for fitting ``content_map`` (and its MLP)
     by squared error to ``targets`` (``[num_warm, embedding_dim + 1]`` item
     vectors). The regressor shares ``model``'s layers; compile it, then ``fit``
-    with ``SamplerEpochCallback(rows)``."""
+    with ``SamplerEpochCallback(rows)``. One epoch is ``passes`` passes over the
+    items."""
     x_in = model.input["item_content"]
     regressor = keras.Model(
         x_in, model.get_layer("content_map").output, name="content_map_regressor"
@@ -657,7 +669,7 @@ def map_regression(
             f"`targets` must have shape ({len(x)}, {regressor.output.shape[-1]}). "
             f"Received {y.shape}."
         )
-    rows = RowEpochs(x, y, seed=seed)
+    rows = RowEpochs(x, y, seed=seed, passes=passes)
     return regressor, rows.dataset(batch_size), rows
 
 
