@@ -23,6 +23,15 @@ The hybrids differ in *how* they are trained:
 * mapping (:func:`train_mapping`): MF (or a trained ``mf`` copied in), then the
   content map fitted by squared error to the item vectors.
 
+The hybrid recipe (:mod:`tfrec.recipes.hybrid`, ``tfrec train hybrid_*``) runs
+these as named, resumable stages from the pieces here (:func:`pointwise_dataset`,
+:func:`regularized_trainer`, :func:`joint_trainer`, :func:`map_regression`,
+:func:`content_path_model`, :func:`initialize_item_factors`, :func:`copy_weights`);
+the ``train_*`` / ``build_*`` functions are the same steps in one call, for use
+outside the runner. Optimisers are `tfrec.training.make_optimizer` names. The
+losses (:func:`content_penalty`, :func:`joint_loss`) live here, not in the
+models module, because only training uses them.
+
 Note: :func:`with_item_content` builds a tf.data stage outside ``tfrec.data``
 (the package that otherwise owns pipelines); it is a single ``map``.
 """
@@ -630,6 +639,7 @@ class RowEpochs:
 
         width_x, width_y = self.x.shape[1], self.y.shape[1]
 
+        @tf.autograph.experimental.do_not_convert
         def to_batches(x, y):
             x = tf.ensure_shape(x, (None, width_x))
             y = tf.ensure_shape(y, (None, width_y))
