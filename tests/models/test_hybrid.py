@@ -12,16 +12,15 @@ from tfrec.models.hybrid import (
     CountSwitch,
     cbf_profile,
     check_item_content,
-    content_penalty,
     hybrid_initialized,
     hybrid_joint,
     hybrid_mapping,
     hybrid_regularized,
     hybrid_switching,
     hybrid_weighted,
-    joint_loss,
     set_item_counts,
 )
+from tfrec.training.hybrid import content_penalty, joint_loss
 
 NU, NI, D, K = 5, 6, 4, 3
 USERS = np.array([0, 1, 4, 2, 3, 0], np.int64)

@@ -89,14 +89,12 @@ __all__ = [
     "ItemCounts",
     "cbf_profile",
     "check_item_content",
-    "content_penalty",
     "hybrid_initialized",
     "hybrid_joint",
     "hybrid_mapping",
     "hybrid_regularized",
     "hybrid_switching",
     "hybrid_weighted",
-    "joint_loss",
     "set_item_counts",
 ]
 
@@ -345,33 +343,6 @@ class FactorScore(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0][:-1]
-
-
-# ------------------------------------------------------------- loss functions
-
-
-def content_penalty(item_vectors, mapped, content_weight: float):
-    """``lambda * mean_batch ||q_i - f(x_i)||^2`` (regularizing hybrid).
-
-    Args:
-        item_vectors: ``(batch, d)`` CF item vectors ``q_i`` of the batch.
-        mapped: ``(batch, d)`` content-derived vectors ``f(x_i)``.
-        content_weight: lambda.
-    """
-    diff = item_vectors - mapped
-    return content_weight * ops.mean(ops.sum(diff * diff, axis=-1))
-
-
-def joint_loss(labels, scores, content, reconstruction, content_weight: float):
-    """Joint objective: ``log loss(labels, scores) + lambda * MSE(content, rec)``.
-
-    ``MSE`` is the mean over the batch and the content columns; the log loss is
-    Keras' binary cross-entropy (mean over the batch, probabilities clipped to
-    ``[1e-7, 1 - 1e-7]``).
-    """
-    cf = ops.mean(keras.losses.binary_crossentropy(labels[:, None], scores[:, None]))
-    diff = reconstruction - content
-    return cf + content_weight * ops.mean(diff * diff)
 
 
 def set_item_counts(model: keras.Model, counts) -> None:
@@ -753,7 +724,7 @@ def hybrid_regularized(
     """Regularizing hybrid: MF with ``lambda * ||q_i - f(x_i)||^2`` in the loss.
 
     The serving graph is MF whose cold items take ``f(x_i)`` (layer
-    ``content_map``); the penalty (:func:`content_penalty`, added by
+    ``content_map``); the penalty (:func:`tfrec.training.hybrid.content_penalty`, added by
     :func:`tfrec.training.hybrid.train_regularized` with lambda =
     ``content_weight``) pulls each looked-up ``q_i`` (factors and bias) towards
     its content image and trains ``f`` towards the factors at the same time.
@@ -853,7 +824,7 @@ def hybrid_joint(
     ``g`` (layer ``content_encoder``) encodes the content, ``e_i`` (layer
     ``item_offset``, zero-initialised, zero for cold items) is the item's
     collaborative offset. Training (:func:`tfrec.training.hybrid.train_joint`)
-    minimises :func:`joint_loss`: the log loss of the interactions scored with
+    minimises :func:`tfrec.training.hybrid.joint_loss`: the log loss of the interactions scored with
     ``v_i`` plus lambda (the trainer's ``content_weight``) times the squared
     error of reconstructing ``x_i`` from ``v_i`` with a linear decoder that
     lives only in the training wrapper (not in the serving graph). Deviation

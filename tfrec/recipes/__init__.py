@@ -8,6 +8,7 @@ from tfrec.recipes import (
     autoencoders,  # noqa: F401
     content_cnn,  # noqa: F401
     gru4rec,  # noqa: F401
+    hybrid,  # noqa: F401
     item2vec,  # noqa: F401
     mv_dnn,  # noqa: F401
     ncf,  # noqa: F401

@@ -18,10 +18,19 @@ The hybrids differ in *how* they are trained:
   :func:`initialize_item_factors`, then MF;
 * regularizing (:func:`train_regularized`) and joint (:func:`train_joint`):
   one ``fit`` of :class:`HybridTrainer`, whose loss is the log loss plus an
-  auxiliary content term (:func:`tfrec.models.hybrid.content_penalty` /
-  the reconstruction part of :func:`tfrec.models.hybrid.joint_loss`);
+  auxiliary content term (:func:`content_penalty` /
+  the reconstruction part of :func:`joint_loss`);
 * mapping (:func:`train_mapping`): MF (or a trained ``mf`` copied in), then the
   content map fitted by squared error to the item vectors.
+
+The hybrid recipe (:mod:`tfrec.recipes.hybrid`, ``tfrec train hybrid_*``) runs
+these as named, resumable stages from the pieces here (:func:`pointwise_dataset`,
+:func:`regularized_trainer`, :func:`joint_trainer`, :func:`map_regression`,
+:func:`content_path_model`, :func:`initialize_item_factors`, :func:`copy_weights`);
+the ``train_*`` / ``build_*`` functions are the same steps in one call, for use
+outside the runner. Optimisers are `tfrec.training.make_optimizer` names. The
+losses (:func:`content_penalty`, :func:`joint_loss`) live here, not in the
+models module, because only training uses them.
 
 Note: :func:`with_item_content` builds a tf.data stage outside ``tfrec.data``
 (the package that otherwise owns pipelines); it is a single ``map``.
@@ -34,12 +43,12 @@ from collections.abc import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from tfrec.data.pipelines import SamplerEpochCallback, implicit_dataset
 from tfrec.models.hybrid import (
     Blend,
     check_item_content,
-    content_penalty,
     hybrid_initialized,
     hybrid_joint,
     hybrid_mapping,
@@ -49,18 +58,27 @@ from tfrec.models.hybrid import (
     set_item_counts,
 )
 from tfrec.models.ncf import mf
+from tfrec.training.optimizers import make_optimizer
 
 __all__ = [
     "HybridTrainer",
+    "RowEpochs",
+    "joint_trainer",
+    "load_mf_into_factor_model",
+    "map_regression",
+    "pointwise_dataset",
+    "regularized_trainer",
     "build_switching",
     "build_weighted",
     "content_path_model",
+    "content_penalty",
     "content_scorer",
     "copy_weights",
     "fit_content_map",
     "fit_pointwise",
     "initialize_item_factors",
     "item_counts",
+    "joint_loss",
     "mf_item_vectors",
     "train_cbf",
     "train_cf",
@@ -143,8 +161,9 @@ def content_scorer(
     )
     keys = tuple(model.input)
 
-    @tf.function(reduce_retracing=True)
     def _score(feed):
+        # Eager on purpose: one small graph per batch, and no tf.function
+        # retracing (or its warnings) when many scorers are made in one run.
         return model(feed, training=False)["score"]
 
     def score_fn(users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -203,7 +222,7 @@ def mf_item_vectors(mf_model: keras.Model) -> np.ndarray:
     return np.concatenate([q, b], axis=1)
 
 
-def _load_mf_into_factor_model(mf_model, model) -> None:
+def load_mf_into_factor_model(mf_model, model) -> None:
     """Copies an ``mf``'s factors and biases into a factor model (mapping)."""
     model.get_layer("item_factors").set_weights([mf_item_vectors(mf_model)])
     for src, dst in (
@@ -212,6 +231,33 @@ def _load_mf_into_factor_model(mf_model, model) -> None:
         ("global_bias", "global_bias"),
     ):
         model.get_layer(dst).set_weights(mf_model.get_layer(src).get_weights())
+
+
+# ------------------------------------------------------------------ losses
+
+
+def content_penalty(item_vectors, mapped, content_weight: float):
+    """``lambda * mean_batch ||q_i - f(x_i)||^2`` (regularizing hybrid).
+
+    Args:
+        item_vectors: ``(batch, d)`` CF item vectors ``q_i`` of the batch.
+        mapped: ``(batch, d)`` content-derived vectors ``f(x_i)``.
+        content_weight: lambda.
+    """
+    diff = item_vectors - mapped
+    return content_weight * ops.mean(ops.sum(diff * diff, axis=-1))
+
+
+def joint_loss(labels, scores, content, reconstruction, content_weight: float):
+    """Joint objective: ``log loss(labels, scores) + lambda * MSE(content, rec)``.
+
+    ``MSE`` is the mean over the batch and the content columns; the log loss is
+    Keras' binary cross-entropy (mean over the batch, probabilities clipped to
+    ``[1e-7, 1 - 1e-7]``).
+    """
+    cf = ops.mean(keras.losses.binary_crossentropy(labels[:, None], scores[:, None]))
+    diff = reconstruction - content
+    return cf + content_weight * ops.mean(diff * diff)
 
 
 # ------------------------------------------------------------------ trainer
@@ -273,24 +319,20 @@ def _reconstruction_fn(model, decoder, content_weight):
     return aux
 
 
-def fit_pointwise(
+def pointwise_dataset(
     model: keras.Model,
     split,
     content,
     *,
-    epochs: int = 20,
     batch_size: int = 1024,
-    learning_rate: float = 0.002,
     num_negatives: int = 4,
     seed: int = 0,
-    aux_loss=None,
-    aux_layers=(),
-    verbose: int = 0,
-) -> dict:
-    """Trains ``model`` with log loss on ``split.train`` + warm negatives.
+) -> tuple[tf.data.Dataset, object]:
+    """``(dataset, sampler)``: ``split.train`` positives + fresh warm negatives,
+    each example with its item's content row, only ``model``'s inputs kept.
 
-    Returns ``fit``'s history dict. With ``aux_loss`` the model is wrapped in a
-    :class:`HybridTrainer`.
+    Pass ``SamplerEpochCallback(sampler)`` to ``fit`` (epoch e is a function of
+    ``(seed, e)``, so a resumed run sees the same examples).
     """
     content = _check_content_rows(content, split, _content_dim(model))
     ds, sampler = implicit_dataset(
@@ -301,10 +343,66 @@ def fit_pointwise(
         batch_size=batch_size,
         seed=seed,
     )
-    ds = with_item_content(ds, content, keys=tuple(model.input))
+    return with_item_content(ds, content, keys=tuple(model.input)), sampler
+
+
+def _built(trainer: HybridTrainer) -> HybridTrainer:
+    """Calls ``trainer`` once on a dummy batch (``BackupAndRestore`` and weight
+    loading need a built model)."""
+    feed = {
+        k: np.zeros((1, *v.shape[1:]), v.dtype) for k, v in trainer.serving_model.input.items()
+    }
+    trainer(feed)
+    return trainer
+
+
+def regularized_trainer(model: keras.Model, content_weight: float) -> HybridTrainer:
+    """The regularizing hybrid's trainer: log loss + lambda ||q_i - f(x_i)||^2."""
+    return _built(HybridTrainer(model, _penalty_fn(model, content_weight)))
+
+
+def joint_trainer(model: keras.Model, content_weight: float) -> HybridTrainer:
+    """The joint hybrid's trainer: log loss + lambda MSE(x_i, decoder(v_i)); the
+    linear decoder lives only here."""
+    content_dim = _content_dim(model)
+    width = int(model.get_layer("item_vector").output.shape[-1])
+    decoder = keras.layers.Dense(content_dim, name="content_decoder")
+    decoder.build((None, width))
+    aux = _reconstruction_fn(model, decoder, content_weight)
+    return _built(HybridTrainer(model, aux, [decoder]))
+
+
+def fit_pointwise(
+    model: keras.Model,
+    split,
+    content,
+    *,
+    epochs: int = 20,
+    batch_size: int = 1024,
+    optimizer: str = "adam",
+    learning_rate: float = 0.002,
+    num_negatives: int = 4,
+    seed: int = 0,
+    aux_loss=None,
+    aux_layers=(),
+    verbose: int = 0,
+) -> dict:
+    """Trains ``model`` with log loss on ``split.train`` + warm negatives.
+
+    Returns ``fit``'s history dict. With ``aux_loss`` the model is wrapped in a
+    :class:`HybridTrainer`. ``optimizer`` is a `make_optimizer` name.
+    """
+    ds, sampler = pointwise_dataset(
+        model,
+        split,
+        content,
+        batch_size=batch_size,
+        num_negatives=num_negatives,
+        seed=seed,
+    )
     trainer = model if aux_loss is None else HybridTrainer(model, aux_loss, aux_layers)
     trainer.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=make_optimizer(optimizer, learning_rate),
         loss={"score": keras.losses.BinaryCrossentropy()},
     )
     history = trainer.fit(
@@ -516,20 +614,64 @@ def train_joint(
     return model
 
 
-def fit_content_map(
+class RowEpochs:
+    """``(x, y)`` rows in a fresh order each epoch, a function of ``(seed,
+    epoch)`` (resume-safe; :class:`SamplerEpochCallback` sets ``epoch``)."""
+
+    def __init__(self, x, y, *, seed: int = 0, passes: int = 1):
+        self.x, self.y = x, y
+        self.seed, self.epoch, self.passes = int(seed), 0, int(passes)
+
+    def __len__(self) -> int:
+        return len(self.x) * self.passes
+
+    def dataset(self, batch_size: int) -> tf.data.Dataset:
+        """Each epoch: ``passes`` fresh permutations of the rows, batched."""
+
+        def next_epoch():
+            epoch = self.epoch
+            self.epoch += 1
+            rng = np.random.default_rng([self.seed, epoch])
+            order = np.concatenate(
+                [rng.permutation(len(self.x)) for _ in range(self.passes)]
+            )
+            return self.x[order], self.y[order]
+
+        width_x, width_y = self.x.shape[1], self.y.shape[1]
+
+        @tf.autograph.experimental.do_not_convert
+        def to_batches(x, y):
+            x = tf.ensure_shape(x, (None, width_x))
+            y = tf.ensure_shape(y, (None, width_y))
+            return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+        ds = (
+            tf.data.Dataset.from_tensors(0)
+            .map(lambda _: tf.numpy_function(next_epoch, [], (tf.float32, tf.float32)))
+            .flat_map(to_batches)
+        )
+        steps = -(-len(self) // batch_size)
+        return ds.apply(tf.data.experimental.assert_cardinality(steps))
+
+
+def map_regression(
     model: keras.Model,
     warm_content,
     targets,
     *,
-    epochs: int = 200,
     batch_size: int = 256,
-    learning_rate: float = 0.005,
     seed: int = 0,
-) -> float:
-    """Fits ``content_map`` (and its MLP) by squared error to ``targets``
-    (``[num_warm, embedding_dim + 1]`` item vectors); returns the final MSE."""
+    passes: int = 1,
+) -> tuple[keras.Model, tf.data.Dataset, RowEpochs]:
+    """``(regressor, dataset, rows)`` for fitting ``content_map`` (and its MLP)
+    by squared error to ``targets`` (``[num_warm, embedding_dim + 1]`` item
+    vectors). The regressor shares ``model``'s layers; compile it, then ``fit``
+    with ``SamplerEpochCallback(rows)``. One epoch is ``passes`` passes over the
+    items."""
     x_in = model.input["item_content"]
-    regressor = keras.Model(x_in, model.get_layer("content_map").output)
+    regressor = keras.Model(
+        x_in, model.get_layer("content_map").output, name="content_map_regressor"
+    )
     x = check_item_content(warm_content, _content_dim(model), name="warm_content")
     y = np.asarray(targets, np.float32)
     if y.shape != (len(x), regressor.output.shape[-1]):
@@ -537,13 +679,31 @@ def fit_content_map(
             f"`targets` must have shape ({len(x)}, {regressor.output.shape[-1]}). "
             f"Received {y.shape}."
         )
-    regressor.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
-    ds = (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .shuffle(len(x), seed=seed)
-        .batch(batch_size)
+    rows = RowEpochs(x, y, seed=seed, passes=passes)
+    return regressor, rows.dataset(batch_size), rows
+
+
+def fit_content_map(
+    model: keras.Model,
+    warm_content,
+    targets,
+    *,
+    epochs: int = 200,
+    batch_size: int = 256,
+    optimizer: str = "adam",
+    learning_rate: float = 0.005,
+    seed: int = 0,
+) -> float:
+    """Fits ``content_map`` (and its MLP) by squared error to ``targets``
+    (``[num_warm, embedding_dim + 1]`` item vectors); returns the final MSE."""
+    regressor, ds, rows = map_regression(
+        model, warm_content, targets, batch_size=batch_size, seed=seed
     )
-    history = regressor.fit(ds, epochs=epochs, shuffle=False, verbose=0)
+    regressor.compile(optimizer=make_optimizer(optimizer, learning_rate), loss="mse")
+    history = regressor.fit(
+        ds, epochs=epochs, callbacks=[SamplerEpochCallback(rows)], shuffle=False,
+        verbose=0,
+    )
     return float(history.history["loss"][-1])
 
 
@@ -573,7 +733,7 @@ def train_mapping(
     )
     if cf_model is None:
         cf_model = train_cf(split, content, embedding_dim=embedding_dim, l2=l2, **fit)
-    _load_mf_into_factor_model(cf_model, model)
+    load_mf_into_factor_model(cf_model, model)
     fit_content_map(
         model,
         content[: split.num_warm_items],
