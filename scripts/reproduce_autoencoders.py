@@ -365,28 +365,18 @@ def _split_stats(split):
 
 
 def run_ncf(run, seed, args, run_dir):
-    from tfrec.training import TrainConfig, evaluate_model, train
+    import tfrec
 
     split = recbole_ml1m(seed, args.data_dir)
     kwargs = {"embedding_dim": 8} if run == "neumf" else {"embedding_dim": 16}
-    config = TrainConfig(
-        model=run,
-        dataset="ncf-ml-1m",
-        model_kwargs=kwargs,
-        epochs=args.ncf_epochs,
-        batch_size=args.ncf_batch,
-        learning_rate=args.ncf_lr,
-        num_negatives=4,
-        seed=seed,
-        eval_test_each_epoch=False,
-        eval_every=args.ncf_epochs,
-        protocol="recbole",
-        split_seed=seed,
-    )
     started = time.time()
-    result = train(config, split, run_dir, verbose=0)
+    # The NCF recipe on the RecBole split (passed in memory): validation each
+    # epoch on its valid part, the test part once at the end.
+    result = tfrec.train(
+        run, split, out=run_dir, epochs=args.ncf_epochs, batch_size=args.ncf_batch,
+        learning_rate=args.ncf_lr, num_negatives=4, seed=seed, **kwargs,
+    )
     train_s = time.time() - started
-    del evaluate_model
     return {
         "metrics": result.metrics["full"],
         "settings": {

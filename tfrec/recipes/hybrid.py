@@ -519,12 +519,9 @@ def _own_split(source, config):
     return split, content
 
 
-@dataclass
-class HybridVocab(Vocab):
-    """A :class:`Vocab` that also carries each item index's content row (the
-    hybrids take ``item_content`` as a serving input)."""
-
-    item_features: np.ndarray | None = None
+# The hybrids take ``item_content`` as a serving input: `Vocab.item_content`
+# holds each item index's row and is saved in the run's vocab/.
+HybridVocab = Vocab
 
 
 # --------------------------------------------------------------------------- recipe
@@ -716,7 +713,7 @@ class HybridRecipe(Recipe):
             items=[str(i) for i in data.item_ids],
             item_names=data.item_names,
             seen=data.csr("train", "warm_valid"),
-            item_features=data.content,
+            item_content=data.content,
         )
 
     # ---- training ------------------------------------------------------------
@@ -939,12 +936,12 @@ class HybridRecipe(Recipe):
         return out
 
     def recommend(self, model, serving, vocab, query, *, k=10, exclude_seen=True):
-        content = getattr(vocab, "item_features", None)
+        content = getattr(vocab, "item_content", None)
         if content is None:
             raise ValueError(
                 f"{model} scores items from their content, and this vocabulary has "
-                "none (vocab.item_features); recommend from the run's data with "
-                "recipe.vocab(data), or from a run whose vocab/ holds item_features."
+                "none (vocab/item_content.npz is missing); recommend from the run's "
+                "data with recipe.vocab(data), or re-train the run."
             )
         if k < 1:
             raise ValueError(f"k must be a positive int. Received: {k}")
