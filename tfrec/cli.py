@@ -64,7 +64,8 @@ def _print_metrics(metrics: dict) -> None:
         if not isinstance(values, dict):
             continue
         shown = "  ".join(
-            f"{k}={v:.4f}"
+            f"{k}={v}" if isinstance(v, int) or float(v).is_integer() and v > 1
+            else f"{k}={v:.4f}"
             for k, v in sorted(values.items())
             if k != "seconds" and isinstance(v, (int, float))
         )
@@ -183,7 +184,8 @@ def cmd_train(args, extra) -> int:
         **settings,
     )
     epochs = len(result.history.get("epochs", []))
-    print(f"Test metrics, read once at the end ({epochs} epochs, {result.seconds:.0f} s):")
+    print(f"Test metrics, read once at the end ({epochs} epoch{'s' * (epochs != 1)}, "
+          f"{result.seconds:.0f} s):")
     _print_metrics(result.metrics)
     print(f"Serving graphs: {', '.join(result.serving)}")
     from tfrec.training.runner import read_vocab
@@ -214,10 +216,17 @@ def cmd_export(args) -> int:
         args.run, name=args.name, base_dir=args.base_dir, version=args.version,
         graphs=args.graph,
     )
-    if paths:
-        first = next(iter(paths.values()))
-        print(f"Next: tfrec recommend --artifact {first.parent} ... (or serve "
-              f"{first.parent} with TF Serving)")
+    import json
+
+    for path in paths.values():
+        inputs = {s["name"] for s in json.loads((path / "manifest.json").read_text())["inputs"]}
+        if inputs == {"user_id", "item_id"}:
+            print(f"Next: tfrec recommend --artifact {path.parent} --user ID")
+            break
+    else:
+        if paths:
+            print(f"Next: serve {next(iter(paths.values())).parent} with TF Serving "
+                  "(model base path), or load model.onnx in onnxruntime")
     return 0
 
 
@@ -270,7 +279,8 @@ def cmd_recommend(args) -> int:
         exclude_seen=not args.include_seen,
     )
     names = dict(zip(vocab.items, vocab.item_names, strict=True)) if vocab.item_names else None
-    what = {"user": f"user {query}", "session": f"session {query}", "item": f"item {query}"}
+    shown = ",".join(query) if kind == "session" else query
+    what = {"user": f"user {shown}", "session": f"session {shown}", "item": f"item {shown}"}
     _print_recs(recs, f"Top-{args.k} for {what[kind]} from run {args.run} (Keras):", names)
     return 0
 
