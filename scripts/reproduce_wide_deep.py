@@ -38,11 +38,8 @@ sys.path.insert(0, str(ROOT))
 from tfrec.data import tabular  # noqa: E402
 from tfrec.evaluation.metrics import auc, log_loss, rmse  # noqa: E402
 from tfrec.io import atomic_write_json  # noqa: E402
-from tfrec.models.wide_deep import (  # noqa: E402
-    base_logit,
-    wide_deep,
-    wide_deep_trainer,
-)
+from tfrec.models.wide_deep import wide_deep  # noqa: E402
+from tfrec.recipes.wide_deep import base_logit, wide_deep_trainer  # noqa: E402
 
 MODES = ("wide", "deep", "joint")
 PUBLISHED = {

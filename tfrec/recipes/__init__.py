@@ -6,4 +6,5 @@ every recipe the same way.
 
 from tfrec.recipes import (
     ncf,  # noqa: F401
+    wide_deep,  # noqa: F401
 )
