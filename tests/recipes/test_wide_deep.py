@@ -221,3 +221,15 @@ def test_catalogue_rating_protocol_holds_out_a_quarter(shared_data):
     assert len(data.train) + len(data.valid) == 75_000
     assert len(data.valid) == 7_500
     assert set(np.unique(data.test.labels)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_keras_native_route_prepare_then_fit():
+    data = RECIPE.synthetic_data(3)
+    prepared = tfrec.prepare("wide_deep", data, **RECIPE.test_config)
+    trainer, train_ds, protocols = prepared
+    history = trainer.fit(train_ds, epochs=2, callbacks=[protocols.callback()], verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert "val_auc" in history.history
+    serving = prepared.serving()
+    assert set(serving) == {"wide_deep"} and serving["wide_deep"].model is trainer.model
+    assert np.isfinite(protocols.test(serving)["ctr"]["auc"])

@@ -34,6 +34,14 @@ feature columns ``gender``, ``age``, ``occupation``, ``zip_prefix`` (or ``zip``)
 ``rating`` of only 0/1 is taken as the click label. Raw user / item ids become
 integer codes (their position in the sorted raw ids) fed to the model's
 ``user_id`` / ``item_id`` inputs; ``vocab/`` maps them back.
+
+Example:
+    >>> import tfrec
+    >>> result = tfrec.train("wide_deep", preset="recbole_ctr_joint", out="runs/wd")
+    >>> prepared = tfrec.prepare("wide_deep", preset="msr_rating_joint")
+    >>> trainer, train_ds, protocols = prepared
+    >>> trainer.fit(train_ds, epochs=10, callbacks=[protocols.callback()])
+    >>> protocols.test(prepared.serving())  # {"rating": {"rmse": ...}}
 """
 
 from __future__ import annotations
