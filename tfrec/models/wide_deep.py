@@ -73,10 +73,9 @@ Deviations from the paper (it served Google Play with hundreds of features):
 * In ``mode="joint"`` the single bias ``b`` lives in the wide part
   (``wide_bias``); the deep logit layer has no bias. A fixed ``logit_offset``
   (the base rate, ``tfrec.recipes.wide_deep.base_logit``) can be added to the
-  logit: FTRL-Proximal
-  re-centres its variables at 0 on its first step, so the base rate cannot be put
-  into ``b`` by initialisation, and for rating regression (mean 3.5) learning it
-  from 0 destabilised the joint model.
+  logit: FTRL-Proximal re-centres its variables at 0 on its first step, so the
+  base rate cannot be put into ``b`` by initialisation, and for rating regression
+  (mean 3.5) learning it from 0 destabilised the joint model.
 """
 
 from __future__ import annotations
@@ -549,9 +548,8 @@ def wide_deep(
         logit_offset: a constant added to the logit (the training mean rating for
             ``task="rating"``, the log-odds of the click rate for ``ctr``; see
             ``tfrec.recipes.wide_deep.base_logit``), so the trained parts learn
-            the residual. A bias
-            initialisation would not do: FTRL-Proximal re-centres its variables
-            at 0 on its first step.
+            the residual. A bias initialisation would not do: FTRL-Proximal
+            re-centres its variables at 0 on its first step.
 
     Returns:
         A functional model with the inputs of the module docstring and output
