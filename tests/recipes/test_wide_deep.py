@@ -233,3 +233,10 @@ def test_keras_native_route_prepare_then_fit():
     serving = prepared.serving()
     assert set(serving) == {"wide_deep"} and serving["wide_deep"].model is trainer.model
     assert np.isfinite(protocols.test(serving)["ctr"]["auc"])
+
+
+def test_the_data_rows_match_the_serving_contract():
+    from tfrec.data.tabular import FEATURE_DTYPES
+    from tfrec.models.wide_deep import INPUT_DTYPES
+
+    assert FEATURE_DTYPES == INPUT_DTYPES  # the model keeps its own copy (stays pure)
