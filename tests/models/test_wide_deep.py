@@ -14,8 +14,8 @@ from tfrec.models.wide_deep import (
     example_inputs,
     is_wide_variable,
     wide_deep,
-    wide_deep_trainer,
 )
+from tfrec.recipes.wide_deep import wide_deep_trainer
 from tfrec.training.multi_optimizer import MultiOptimizerTrainer
 
 VOCAB = _TEST_KWARGS["vocabularies"]

@@ -398,3 +398,63 @@ def make_dataset(
         ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size)).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class TabularEpochs:
+    """Row order of each epoch, a function of ``(seed, epoch)`` (like
+    :class:`tfrec.data.pipelines.RatingEpochs`), so a resumed run draws the same
+    batches as an uninterrupted one. ``fit`` advances ``epoch`` through
+    :class:`tfrec.data.pipelines.SamplerEpochCallback`."""
+
+    def __init__(self, num_rows: int, *, seed: int = 0, shuffle: bool = True):
+        self.num_rows, self.seed, self.shuffle, self.epoch = int(num_rows), int(seed), shuffle, 0
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.num_rows, dtype=np.int64)
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        return rng.permutation(self.num_rows).astype(np.int64)
+
+
+def epoch_dataset(
+    examples: Examples, *, batch_size: int = 1024, seed: int = 0, shuffle: bool = True
+) -> tuple[tf.data.Dataset, TabularEpochs]:
+    """``(features, label)`` batches in a fresh order each epoch.
+
+    Returns the dataset and its epoch source; pass
+    ``SamplerEpochCallback(source)`` to ``fit`` so the order of epoch ``e`` is
+    ``permutation(seed, e)`` also after a resume (``make_dataset``'s
+    ``reshuffle_each_iteration`` restarts its sequence on a resume).
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int. Received: {batch_size!r}")
+    if len(examples) == 0:
+        raise ValueError("No rows to train on: the training part is empty.")
+    features = check_features(examples.features, len(examples.genre_names))
+    tensors = {
+        k: tf.constant(v.astype(str) if FEATURE_DTYPES[k] == "string" else v)
+        for k, v in features.items()
+    }
+    labels = tf.constant(np.asarray(examples.labels, np.float32))
+    source = TabularEpochs(len(examples), seed=seed, shuffle=shuffle)
+
+    def next_epoch():
+        epoch = source.epoch
+        source.epoch += 1
+        return source.order(epoch)
+
+    def gather(idx):
+        return {k: tf.gather(t, idx) for k, t in tensors.items()}, tf.gather(labels, idx)
+
+    ds = (
+        tf.data.Dataset.from_tensors(0)
+        .map(lambda _: tf.ensure_shape(tf.numpy_function(next_epoch, [], tf.int64), (None,)))
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(int(batch_size)))
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    )
+    steps = -(-len(examples) // int(batch_size))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+    return ds.prefetch(tf.data.AUTOTUNE), source

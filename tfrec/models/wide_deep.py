@@ -22,9 +22,11 @@ a^(l_f) + b)``:
   [0, 1], concatenated and fed to a ReLU tower (``hidden_units``).
 * **joint training** (paper Sec. 3.2): FTRL with L1 on the wide variables and
   AdaGrad (or another of ``tfrec.training.OPTIMIZERS``) on the deep ones, in one
-  model: :func:`wide_deep_trainer` wraps the
-  serving model in a :class:`tfrec.training.MultiOptimizerTrainer` trained by
-  ordinary ``fit``. The serving model itself is a plain functional model.
+  model. Training lives in the recipe (:mod:`tfrec.recipes.wide_deep`:
+  ``wide_deep_trainer`` wraps the serving model in a
+  :class:`tfrec.training.multi_optimizer.MultiOptimizerTrainer` trained by
+  ordinary ``fit``); :func:`is_wide_variable` tells it which variables are wide.
+  The serving model itself is a plain functional model.
 
 Serving contract (what a client sends; all shapes ``(batch,)`` unless noted):
 
@@ -70,10 +72,10 @@ Deviations from the paper (it served Google Play with hundreds of features):
   logistic regression with crosses; deep-only network) with the same inputs.
 * In ``mode="joint"`` the single bias ``b`` lives in the wide part
   (``wide_bias``); the deep logit layer has no bias. A fixed ``logit_offset``
-  (the base rate, :func:`base_logit`) can be added to the logit: FTRL-Proximal
-  re-centres its variables at 0 on its first step, so the base rate cannot be put
-  into ``b`` by initialisation, and for rating regression (mean 3.5) learning it
-  from 0 destabilised the joint model.
+  (the base rate, ``tfrec.recipes.wide_deep.base_logit``) can be added to the
+  logit: FTRL-Proximal re-centres its variables at 0 on its first step, so the
+  base rate cannot be put into ``b`` by initialisation, and for rating regression
+  (mean 3.5) learning it from 0 destabilised the joint model.
 """
 
 from __future__ import annotations
@@ -84,18 +86,25 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfrec.data.tabular import FEATURE_DTYPES
 from tfrec.layers import Bias, mlp_tower
 from tfrec.layers.mlp import check_hidden_units
 from tfrec.registry import Tolerance, register_model
-from tfrec.training.multi_optimizer import MultiOptimizerTrainer
-from tfrec.training.optimizers import make_optimizer
 
 ID_FEATURES = ("user_id", "item_id")
 STRING_FEATURES = ("gender", "age", "occupation", "zip_prefix")
 CATEGORICAL_FEATURES = ID_FEATURES + STRING_FEATURES
 MULTI_HOT_FEATURE = "genres"
-INPUT_DTYPES = FEATURE_DTYPES
+# The serving contract (the same names and dtypes as tfrec.data.tabular's rows).
+INPUT_DTYPES: dict[str, str] = {
+    "user_id": "int64",
+    "item_id": "int64",
+    "gender": "string",
+    "age": "string",
+    "occupation": "string",
+    "zip_prefix": "string",
+    "genres": "float32",
+    "year": "int64",
+}
 MODES = ("joint", "wide", "deep")
 TASK_OUTPUTS = {"ctr": "score", "rating": "rating"}
 DEFAULT_YEAR_BOUNDARIES = (1, 1930, 1950, 1960, 1970, 1980, 1985, 1990, 1995)
@@ -538,9 +547,9 @@ def wide_deep(
         year_range: years mapped to 0 and 1 for the deep part (clipped).
         logit_offset: a constant added to the logit (the training mean rating for
             ``task="rating"``, the log-odds of the click rate for ``ctr``; see
-            :func:`base_logit`), so the trained parts learn the residual. A bias
-            initialisation would not do: FTRL-Proximal re-centres its variables
-            at 0 on its first step.
+            ``tfrec.recipes.wide_deep.base_logit``), so the trained parts learn
+            the residual. A bias initialisation would not do: FTRL-Proximal
+            re-centres its variables at 0 on its first step.
 
     Returns:
         A functional model with the inputs of the module docstring and output
@@ -636,69 +645,9 @@ def wide_deep(
     return keras.Model(inputs, {out_name: out}, name=f"wide_deep_{mode}")
 
 
-# ----------------------------------------------------------------- training glue
+# ------------------------------------------------------------ variable groups
 
 
 def is_wide_variable(variable) -> bool:
     """Whether a variable belongs to the wide part (layers named ``wide_*``)."""
     return variable.path.split("/")[0].startswith("wide_")
-
-
-def wide_deep_trainer(
-    model: keras.Model,
-    *,
-    wide_learning_rate: float = 0.05,
-    l1: float = 0.0,
-    l2_wide: float = 0.0,
-    deep_optimizer: str | keras.optimizers.Optimizer = "adagrad",
-    deep_learning_rate: float = 0.05,
-    metrics: Sequence | None = None,
-) -> MultiOptimizerTrainer:
-    """A compiled trainer for a :func:`wide_deep` model: FTRL (with L1/L2) on the
-    wide variables and ``deep_optimizer`` (AdaGrad in the paper, or any of
-    ``tfrec.training.OPTIMIZERS``) on the deep ones. Train it with ``fit`` on
-    ``(features, label)`` batches; the serving model is ``trainer.model``.
-
-    Args:
-        model: a model built by :func:`wide_deep`.
-        wide_learning_rate: FTRL step size.
-        l1: FTRL L1 strength (drives useless wide weights to exactly 0).
-        l2_wide: FTRL L2 strength.
-        deep_optimizer: an optimiser name or instance for the deep part.
-        deep_learning_rate: its step size (when given by name).
-        metrics: Keras metrics (default: AUC for ``score``, RMSE for ``rating``).
-    """
-    output = next(iter(model.output))
-    wide_vars = [v for v in model.trainable_variables if is_wide_variable(v)]
-    deep_vars = [v for v in model.trainable_variables if not is_wide_variable(v)]
-    groups = []
-    if wide_vars:
-        ftrl = keras.optimizers.Ftrl(
-            wide_learning_rate,
-            l1_regularization_strength=l1,
-            l2_regularization_strength=l2_wide,
-        )
-        groups.append((ftrl, wide_vars))
-    if deep_vars:
-        if isinstance(deep_optimizer, str):
-            deep_optimizer = make_optimizer(deep_optimizer, deep_learning_rate)
-        groups.append((deep_optimizer, deep_vars))
-    trainer = MultiOptimizerTrainer(model, groups, output=output)
-    if output == "score":
-        loss = keras.losses.BinaryCrossentropy()
-        default_metrics = [keras.metrics.AUC(name="auc")]
-    else:
-        loss = keras.losses.MeanSquaredError()
-        default_metrics = [keras.metrics.RootMeanSquaredError(name="rmse")]
-    trainer.compile(loss=loss, metrics=list(metrics or default_metrics))
-    return trainer
-
-
-def base_logit(labels: np.ndarray, task: str = "ctr") -> float:
-    """The ``logit_offset`` that predicts the training base rate: the log-odds of
-    the click rate (``ctr``) or the mean rating (``rating``)."""
-    labels = np.asarray(labels, np.float64)
-    if task == "rating":
-        return float(labels.mean())
-    p = float(np.clip(labels.mean(), 1e-6, 1 - 1e-6))
-    return float(np.log(p / (1 - p)))

@@ -13,5 +13,6 @@ from tfrec.recipes import (
     mv_dnn,  # noqa: F401
     ncf,  # noqa: F401
     vbpr,  # noqa: F401
+    wide_deep,  # noqa: F401
     youtube,  # noqa: F401
 )

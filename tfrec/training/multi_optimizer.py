@@ -69,6 +69,9 @@ class MultiOptimizerTrainer(keras.Model):
         self._groups = [(opt, list(vs)) for opt, vs in groups]
         for opt, variables in self._groups:
             opt.build(variables)
+        # The wrapped functional model is built, so the trainer is too (fit's
+        # BackupAndRestore refuses unbuilt models).
+        self.built = bool(model.built)
 
     @property
     def optimizers(self) -> list[keras.optimizers.Optimizer]:
