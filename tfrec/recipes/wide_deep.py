@@ -251,17 +251,11 @@ class TabularData:
         return getattr(self, name)
 
 
-@dataclass
-class WideDeepVocab(Vocab):
-    """:class:`Vocab` plus the feature tables ``recommend`` needs.
-
-    ``tables``: ``user_key`` / ``item_key`` (the model's ``user_id`` / ``item_id``
-    input of each user / item index), the user features (``gender``, ``age``,
-    ``occupation``, ``zip_prefix``) and the item features (``genres`` multi-hot,
-    ``year``).
-    """
-
-    tables: dict | None = None
+# ``Vocab.tables`` (saved as vocab/tables.npz) holds what ``recommend`` needs:
+# ``user_key`` / ``item_key`` (the model's ``user_id`` / ``item_id`` input of each
+# user / item index), the user features (``gender``, ``age``, ``occupation``,
+# ``zip_prefix``) and the item features (``genres`` multi-hot, ``year``).
+WideDeepVocab = Vocab
 
 
 def _tables(parts: Sequence[Examples], raw_user, raw_item, names=None):
@@ -486,6 +480,26 @@ class WideDeepRecipe(Recipe):
     datasets = ("movielens-100k", "movielens-1m")
     splits = ("random",)
     query = "user"
+    oov_policy = (
+        "ids and strings outside the training vocabularies map to the OOV bucket "
+        "(index 0) of each in-model lookup (IntegerLookup / StringLookup), "
+        "identically in TF and ONNX"
+    )
+
+    def input_notes(self, graph):
+        key = ("the model key: the raw id for catalogue data, its position among the "
+               "sorted raw ids for your own files; vocab/tables.npz {} maps each row "
+               "of vocab/{}.tsv to it; unknown keys go to the OOV bucket")
+        return {
+            "user_id": "user " + key.format("user_key", "users"),
+            "item_id": "item " + key.format("item_key", "items"),
+            "gender": "raw string value (M/F); unknown values go to the OOV bucket",
+            "age": "raw string value (age bucket)",
+            "occupation": "raw string value",
+            "zip_prefix": "raw string value (first zip digits)",
+            "genres": "multi-hot float vector over the genre list",
+            "year": "release year, int",
+        }
     Config = WideDeepConfig
     presets = (
         Preset(
@@ -692,8 +706,8 @@ class WideDeepRecipe(Recipe):
         if not tables:
             raise ValueError(
                 "Wide & Deep scores items from user and item features, and this run's "
-                "vocabulary has no feature tables (vocab/ keeps raw ids only); "
-                "recommend through the Python API with recipe.vocab(data)."
+                "vocabulary has no feature tables (vocab/tables.npz is missing); "
+                "re-train the run, or pass recipe.vocab(data)."
             )
         net = serving[model].model
         n = len(vocab.items)
