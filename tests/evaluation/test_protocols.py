@@ -243,3 +243,15 @@ def test_itempop_on_ncf_ml1m():
     m = protocol.evaluate(popularity_scorer(train[:, 1], num_items))
     assert m["hr@10"] == pytest.approx(0.4538, abs=0.002)
     assert m["ndcg@10"] == pytest.approx(0.2545, abs=0.002)
+
+
+def test_item_popularity_is_the_one_popularity_baseline():
+    from tfrec.evaluation import item_popularity, popularity_scorer
+    from tfrec.evaluation.session import popularity_step  # noqa: F401 (uses it)
+
+    counts = item_popularity(np.array([2, 0, 2, 3]), 5)
+    np.testing.assert_array_equal(counts, [1, 0, 2, 1, 0])
+    score = popularity_scorer(np.array([2, 0, 2, 3]), 5)
+    np.testing.assert_array_equal(score(np.zeros(5, np.int64), np.arange(5)), counts)
+    with pytest.raises(ValueError, match="num_items=3"):
+        item_popularity(np.array([0, 3]), 3)

@@ -467,10 +467,11 @@ def evaluate_cold(
 
 
 def popularity_scores(split: ColdStartSplit) -> np.ndarray:
-    """Training count of every item index (``[num_items]`` float32; 0 for cold)."""
-    return np.bincount(split.train["item_id"], minlength=split.num_items).astype(
-        np.float32
-    )
+    """Training count of every item index (``[num_items]`` float32; 0 for cold),
+    from `tfrec.evaluation.item_popularity`."""
+    from tfrec.evaluation.protocols import item_popularity
+
+    return item_popularity(split.train["item_id"], split.num_items).astype(np.float32)
 
 
 @dataclass(frozen=True)

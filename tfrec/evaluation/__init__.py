@@ -13,6 +13,7 @@ from tfrec.evaluation.protocols import (
     FullRanking,
     SampledRanking,
     evaluate_split,
+    item_popularity,
     popularity_scorer,
     split_protocols,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "SampledRanking",
     "auc",
     "evaluate_split",
+    "item_popularity",
     "log_loss",
     "mae",
     "popularity_scorer",

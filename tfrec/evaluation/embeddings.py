@@ -353,6 +353,7 @@ def popularity_next_item_metrics(offsets, items, targets, num_items: int, *, ks=
     offsets = np.asarray(offsets, np.int64)
     items = _as_ids(items, num_items, "items")
     targets = _as_ids(targets, num_items, "targets")
-    counts = np.bincount(items, minlength=num_items).astype(np.float64)
-    scores = np.broadcast_to(counts, (offsets.size - 1, num_items))
+    from tfrec.evaluation.protocols import item_popularity
+
+    scores = np.broadcast_to(item_popularity(items, num_items), (offsets.size - 1, num_items))
     return _full_ranking(scores, offsets, items, targets, ks)

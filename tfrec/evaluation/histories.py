@@ -101,5 +101,7 @@ def pipeline_scores(
 
 
 def popularity_scores(split: TimeSplit, n_rows: int) -> np.ndarray:
-    counts = np.bincount(split.train["item_id"], minlength=split.num_items)
-    return np.tile(counts.astype(np.float64), (n_rows, 1))
+    from tfrec.evaluation.protocols import item_popularity
+
+    counts = item_popularity(split.train["item_id"], split.num_items)
+    return np.tile(counts, (n_rows, 1))

@@ -26,6 +26,7 @@ __all__ = [
     "FullRanking",
     "SampledRanking",
     "evaluate_split",
+    "item_popularity",
     "popularity_scorer",
     "split_protocols",
 ]
@@ -316,24 +317,32 @@ class FullRanking:
         return _mean(totals, count)
 
 
-def popularity_scorer(train_items: np.ndarray, num_items: int) -> ScoreFn:
-    """ItemPop baseline: score every item by its training count, ignoring the user.
+def item_popularity(train_items: np.ndarray, num_items: int) -> np.ndarray:
+    """Training count of every item index, ``[num_items]`` float64: the one
+    popularity baseline every protocol ranks by (ItemPop; items never seen 0).
 
     Args:
         train_items: item id of every training interaction.
-        num_items: number of items (items never seen score 0).
+        num_items: number of item indices.
+    """
+    train_items = _as_int_array(train_items, "train_items", 1)
+    num_items = _check_positive_int(num_items, "num_items")
+    if train_items.size and (train_items.max() >= num_items or train_items.min() < 0):
+        raise ValueError(
+            f"`train_items` holds item ids in [{train_items.min()}, "
+            f"{train_items.max()}] but num_items={num_items}."
+        )
+    return np.bincount(train_items, minlength=num_items).astype(np.float64)
+
+
+def popularity_scorer(train_items: np.ndarray, num_items: int) -> ScoreFn:
+    """ItemPop baseline as a ``score_fn``: every item by its training count
+    (:func:`item_popularity`), ignoring the user.
 
     Returns:
         A `score_fn(user_idx, item_idx)` returning float32 counts.
     """
-    train_items = _as_int_array(train_items, "train_items", 1)
-    num_items = _check_positive_int(num_items, "num_items")
-    if train_items.size and train_items.max() >= num_items:
-        raise ValueError(
-            f"`train_items` holds item id {train_items.max()} but "
-            f"num_items={num_items}."
-        )
-    counts = np.bincount(train_items, minlength=num_items).astype(np.float32)
+    counts = item_popularity(train_items, num_items).astype(np.float32)
 
     def score_fn(user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         del user_idx

@@ -158,8 +158,10 @@ def evaluate_next_click(
 # --------------------------------------------------------------------- baselines
 def popularity_step(train: Sessions) -> StepFn:
     """Baseline: always the training popularity (score = click count)."""
-    counts = np.bincount(train.items, minlength=train.num_items + 1).astype(np.float32)
-    counts[0] = -1e9
+    from tfrec.evaluation.protocols import item_popularity
+
+    counts = item_popularity(train.items, train.num_items + 1).astype(np.float32)
+    counts[0] = -1e9  # index 0 is padding
     table = tf.constant(counts)
 
     @tf.autograph.experimental.do_not_convert
