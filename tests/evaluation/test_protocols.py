@@ -247,7 +247,6 @@ def test_itempop_on_ncf_ml1m():
 
 def test_item_popularity_is_the_one_popularity_baseline():
     from tfrec.evaluation import item_popularity, popularity_scorer
-    from tfrec.evaluation.session import popularity_step  # noqa: F401 (uses it)
 
     counts = item_popularity(np.array([2, 0, 2, 3]), 5)
     np.testing.assert_array_equal(counts, [1, 0, 2, 1, 0])
