@@ -243,7 +243,8 @@ def _query(args):
     return kind, value
 
 
-def _print_recs(recs, header, names=None):
+def _print_recs(recs, header, vocab):
+    names = dict(zip(vocab.items, vocab.item_names, strict=True)) if vocab.item_names else None
     print(header)
     for rank, (item, score) in enumerate(recs, start=1):
         title = f"  {names[item]}" if names and names.get(item) else ""
@@ -278,10 +279,9 @@ def cmd_recommend(args) -> int:
         record["model"], serving, vocab, query, k=args.k,
         exclude_seen=not args.include_seen,
     )
-    names = dict(zip(vocab.items, vocab.item_names, strict=True)) if vocab.item_names else None
     shown = ",".join(query) if kind == "session" else query
     what = {"user": f"user {shown}", "session": f"session {shown}", "item": f"item {shown}"}
-    _print_recs(recs, f"Top-{args.k} for {what[kind]} from run {args.run} (Keras):", names)
+    _print_recs(recs, f"Top-{args.k} for {what[kind]} from run {args.run} (Keras):", vocab)
     return 0
 
 
@@ -310,9 +310,8 @@ def _recommend_artifact(args, kind, query) -> int:
         feed_scorer(exported, out), vocab, query, k=args.k,
         exclude_seen=not args.include_seen,
     )
-    names = dict(zip(vocab.items, vocab.item_names, strict=True)) if vocab.item_names else None
     _print_recs(recs, f"Top-{args.k} for user {query} from {exported.path} "
-                f"({args.runtime}):", names)
+                f"({args.runtime}):", vocab)
     return 0
 
 

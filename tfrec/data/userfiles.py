@@ -270,7 +270,7 @@ def split_table(
     ``time`` (the latest ``test_fraction`` of interactions by time are test, the
     ``valid_fraction`` before them validation), ``random`` (random rows).
     """
-    from tfrec.data.splits import Split, leave_one_out, random_split
+    from tfrec.data.splits import leave_one_out, random_split
 
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; choose one of {list(SPLITS)}.")
@@ -296,13 +296,15 @@ def split_table(
             inter, test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed
         )
     else:
-        out = _time_split(inter, test_fraction, valid_fraction, Split)
+        out = _time_split(inter, test_fraction, valid_fraction)
     out.user_ids = user_vocab[out.user_ids]
     out.item_ids = item_vocab[out.item_ids]
     return out
 
 
-def _time_split(inter: Interactions, test_fraction, valid_fraction, Split):
+def _time_split(inter: Interactions, test_fraction, valid_fraction):
+    from tfrec.data.splits import Split, _part
+
     if inter.timestamp is None:
         raise DataError(f"{inter.name}: the 'time' split needs a time column.")
     n = len(inter)
@@ -323,11 +325,7 @@ def _time_split(inter: Interactions, test_fraction, valid_fraction, Split):
     i = np.searchsorted(items, inter.item)
 
     def part(rows):
-        return {
-            "user_id": u[rows].astype(np.int64),
-            "item_id": i[rows].astype(np.int64),
-            "rating": inter.rating[rows].astype(np.float32),
-        }
+        return _part(u[rows], i[rows], inter.rating[rows])
 
     return Split(
         name=inter.name,

@@ -128,7 +128,6 @@ class ContentData:
         return self._fit_csr
 
 
-ContentVocab = Vocab  # `Vocab.item_content` is saved in the run's vocab/
 
 
 def _csr(users, items, num_users, num_items):
@@ -342,8 +341,9 @@ def describe_content(data: ContentData) -> str:
     return ", ".join(parts)
 
 
-def content_vocab(data: ContentData) -> ContentVocab:
-    return ContentVocab(
+def content_vocab(data: ContentData) -> Vocab:
+    # `Vocab.item_content` is saved in the run's vocab/.
+    return Vocab(
         items=[str(i) for i in data.item_ids],
         users=[str(u) for u in data.user_ids],
         item_names=data.split.item_names,

@@ -519,9 +519,6 @@ def _own_split(source, config):
     return split, content
 
 
-# The hybrids take ``item_content`` as a serving input: `Vocab.item_content`
-# holds each item index's row and is saved in the run's vocab/.
-HybridVocab = Vocab
 
 
 # --------------------------------------------------------------------------- recipe
@@ -708,7 +705,8 @@ class HybridRecipe(Recipe):
         )
 
     def vocab(self, data):
-        return HybridVocab(
+        # `Vocab.item_content`: the hybrids take item content as a serving input.
+        return Vocab(
             users=[str(u) for u in data.user_ids],
             items=[str(i) for i in data.item_ids],
             item_names=data.item_names,
@@ -1003,7 +1001,6 @@ __all__ = [
     "HybridConfig",
     "HybridData",
     "HybridRecipe",
-    "HybridVocab",
     "hybrid_split",
     "rank",
     "read_item_content",

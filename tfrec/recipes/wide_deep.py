@@ -255,7 +255,6 @@ class TabularData:
 # ``user_key`` / ``item_key`` (the model's ``user_id`` / ``item_id`` input of each
 # user / item index), the user features (``gender``, ``age``, ``occupation``,
 # ``zip_prefix``) and the item features (``genres`` multi-hot, ``year``).
-WideDeepVocab = Vocab
 
 
 def _tables(parts: Sequence[Examples], raw_user, raw_item, names=None):
@@ -631,7 +630,7 @@ class WideDeepRecipe(Recipe):
         return ", ".join(parts)
 
     def vocab(self, data):
-        return WideDeepVocab(
+        return Vocab(
             items=list(data.items), users=list(data.users), item_names=data.item_names,
             seen=data.seen, tables=data.tables,
         )
@@ -793,7 +792,6 @@ __all__ = [
     "TabularData",
     "WideDeepConfig",
     "WideDeepRecipe",
-    "WideDeepVocab",
     "base_logit",
     "read_feature_file",
     "split_rows",
