@@ -118,7 +118,7 @@ def table(records: list[dict], columns: Sequence[tuple[str, str, str]], extra=No
 def write_report(args, records: list[dict], notes: str, markdown_table) -> None:
     import json
 
-    from tfrec.io import atomic_write_json
+    from tfrec.io import atomic_write_json, atomic_write_text
 
     report = Path(args.report)
     if args.append and report.with_suffix(".json").is_file():
@@ -128,7 +128,5 @@ def write_report(args, records: list[dict], notes: str, markdown_table) -> None:
         records = [r for r in old if r.get("label") not in rerun] + records
     atomic_write_json(report.with_suffix(".json"), records)
     text = notes.rstrip() + "\n\n" + markdown_table(records) + "\n"
-    tmp = report.with_name(f".{report.name}.md.tmp")
-    tmp.write_text(text)
-    tmp.replace(report.with_suffix(".md"))
+    atomic_write_text(report.with_suffix(".md"), text)
     print(markdown_table(records))

@@ -4,6 +4,7 @@
     tfrec datasets                     data sets in the catalogue
     tfrec presets [MODEL]              named settings behind reported results
     tfrec train MODEL [--dataset NAME | --data FILE] [--preset P] [--name value ...]
+    tfrec select MODEL --grid KEY=V1,V2 [...]   settings chosen on validation only
     tfrec evaluate RUN_DIR             the test metrics of a finished run
     tfrec export RUN_DIR               every serving graph: SavedModel + ONNX + parity
     tfrec recommend --run DIR (--user ID | --session ID,ID,... | --item ID)
@@ -27,6 +28,7 @@ import ast
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _parse_value(text: str):
@@ -146,19 +148,14 @@ def _next_commands(run: Path, recipe, vocab) -> list[str]:
     ]
 
 
-def cmd_train(args, extra) -> int:
+def _run_inputs(args, extra) -> tuple[Any, dict]:
+    """``(data, settings)`` of ``train`` / ``select`` from their shared options."""
     import tfrec
-    from tfrec.console import quiet
 
-    quiet()
     settings = parse_model_kwargs(extra)
     for key in ("epochs", "batch_size", "optimizer", "learning_rate", "seed",
-                "early_stopping"):
-        value = getattr(args, key)
-        if value is not None:
-            settings[key] = value
-    for key in ("data_dir", "columns", "content", "split", "split_seed",
-                "test_fraction", "valid_fraction", "eval_negatives"):
+                "early_stopping", "data_dir", "columns", "content", "split",
+                "split_seed", "test_fraction", "valid_fraction", "eval_negatives"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -169,9 +166,18 @@ def cmd_train(args, extra) -> int:
     if args.data and args.dataset:
         raise ValueError("Give --dataset NAME or --data FILE, not both.")
     data = args.data or args.dataset
-    recipe = tfrec.model_info(args.model).recipe
     if data is None and args.preset:
-        data = recipe.preset(args.preset).dataset
+        data = tfrec.model_info(args.model).recipe.preset(args.preset).dataset
+    return data, settings
+
+
+def cmd_train(args, extra) -> int:
+    import tfrec
+    from tfrec.console import quiet
+
+    quiet()
+    data, settings = _run_inputs(args, extra)
+    recipe = tfrec.model_info(args.model).recipe
     label = Path(data).stem if args.data else (data or recipe.default_dataset)
     out = Path(args.out or f"runs/{args.model}-{label}-s{settings.get('seed', 0)}")
     result = tfrec.train(
@@ -193,6 +199,47 @@ def cmd_train(args, extra) -> int:
     print("Next:")
     for line in _next_commands(out, recipe, read_vocab(out)):
         print(f"  {line}")
+    return 0
+
+
+def parse_grid(pairs: list[str]) -> dict:
+    """``["l2=100,200", "lr=0.001"]`` -> ``{"l2": [100, 200], "learning_rate": [0.001]}``."""
+    grid = {}
+    for pair in pairs:
+        key, sep, values = pair.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"--grid takes KEY=V1,V2,... Received: {pair!r}")
+        key = {"lr": "learning_rate"}.get(key.replace("-", "_"), key.replace("-", "_"))
+        grid[key] = [_parse_value(v) for v in values.split(",")]
+    return grid
+
+
+def cmd_select(args, extra) -> int:
+    from tfrec.console import quiet
+    from tfrec.training.select import markdown, select
+
+    quiet()
+    data, settings = _run_inputs(args, extra)
+    grid = parse_grid(args.grid)
+    trials = select(args.model, data, grid=grid, preset=args.preset,
+                    monitor=args.monitor, printer=print, report=args.report, **settings)
+    print()
+    print(markdown(args.model, args.preset, settings, trials), end="")
+    best = trials[0]
+    if best.best is None:
+        print("No trial produced a validation value.")
+        return 1
+    fixed = {k: v for k, v in settings.items() if k not in best.settings}
+    flags = " ".join(f"--{k.replace('_', '-')} {v}"
+                     for k, v in {**fixed, **best.settings}.items())
+    preset = f" --preset {args.preset}" if args.preset else ""
+    print(f"Best on validation: {best.settings} ({best.monitor} {best.best:.4f} at "
+          f"epoch {best.best_epoch} of {best.epochs_run}). Train it; the test set is "
+          "read once, at the end (add --early-stopping PATIENCE to keep the best "
+          "epoch's weights):")
+    print(f"  tfrec train {args.model}{preset} {flags}")
+    if args.report:
+        print(f"Report: {args.report}.md")
     return 0
 
 
@@ -344,19 +391,8 @@ def _recommend_pipeline(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfrec", description=__doc__.split("\n")[0])
-    parser.add_argument("--debug", action="store_true",
-                        help="show TensorFlow's output and tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list registered models")
-    sub.add_parser("datasets", help="list data sets")
-    p = sub.add_parser("presets", help="named settings behind reported results")
-    p.add_argument("model", nargs="?", default=None)
-
-    t = sub.add_parser(
-        "train", help="train a model; extra --name value pairs are settings"
-    )
+def _run_options(t: argparse.ArgumentParser) -> None:
+    """The model, data and training options ``train`` and ``select`` share."""
     t.add_argument("model")
     src = t.add_argument_group("data")
     src.add_argument("--dataset", default=None,
@@ -385,10 +421,38 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop when the validation metric stalls this many epochs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfrec", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="show TensorFlow's output and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list registered models")
+    sub.add_parser("datasets", help="list data sets")
+    p = sub.add_parser("presets", help="named settings behind reported results")
+    p.add_argument("model", nargs="?", default=None)
+
+    t = sub.add_parser(
+        "train", help="train a model; extra --name value pairs are settings"
+    )
+    _run_options(t)
     t.add_argument("--out", default=None,
                    help="run directory (default runs/MODEL-DATA-sSEED)")
     t.add_argument("--verbose", type=int, default=0,
                    help="Keras progress bars (0: one line per epoch)")
+
+    g = sub.add_parser(
+        "select",
+        help="choose settings on validation only (a grid of runs; the test set is not read)",
+    )
+    _run_options(g)
+    g.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="values to try (repeatable; every combination is one trial)")
+    g.add_argument("--monitor", default=None,
+                   help="validation metric (default: the recipe's)")
+    g.add_argument("--report", default=None, metavar="PATH",
+                   help="write PATH.json and PATH.md")
 
     e = sub.add_parser("evaluate", help="evaluate a finished run on its test part")
     e.add_argument("run")
@@ -427,11 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.debug:
         os.environ["TFREC_DEBUG"] = "1"
-    if extra and args.command != "train":
+    if extra and args.command not in ("train", "select"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "train":
             return cmd_train(args, extra)
+        if args.command == "select":
+            return cmd_select(args, extra)
         handler = {
             "models": cmd_models,
             "datasets": cmd_datasets,

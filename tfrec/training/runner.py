@@ -53,6 +53,8 @@ class RunResult:
     metrics: dict
     seconds: float
     config: Any = None
+    stages: dict = dataclasses.field(default_factory=dict)
+    """Per stage: ``{"monitor": "val_<metric>", "mode": "max"|"min", "best_epoch": n}``."""
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -100,6 +102,19 @@ class HistoryFile(keras.callbacks.Callback):
         rows.append(row)
         history["epochs"] = rows
         atomic_write_json(self.path, history)
+
+
+class _MemoryHistory(keras.callbacks.Callback):
+    """The rows `HistoryFile` writes, kept in memory (runs without a directory)."""
+
+    def __init__(self, rows: list, stage: str):
+        super().__init__()
+        self.rows, self.stage = rows, stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"stage": self.stage, "epoch": epoch + 1, "time": time.time()}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        self.rows.append(row)
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -598,6 +613,7 @@ def train(
     verbose: int | str = 0,
     callbacks=(),
     printer=None,
+    test: bool = True,
     **settings,
 ) -> RunResult:
     """Trains ``model`` with its family's recipe; everything lands in ``out``.
@@ -615,6 +631,8 @@ def train(
             ``printer``).
         callbacks: More Keras callbacks (every stage).
         printer: ``print``-like for progress lines; None is silent.
+        test: False skips the final test evaluation (selection runs: see
+            `tfrec.training.select`); only for runs without ``out``.
         **settings: Config fields, builder kwargs and data source options
             (``columns``, ``split``, ``content``, ``data_dir``...).
 
@@ -623,6 +641,11 @@ def train(
         the history and the test metrics.
     """
     started = time.time()
+    if not test and out is not None:
+        raise ValueError(
+            "test=False is for selection runs kept in memory (out=None): a run "
+            "directory always ends with its test metrics."
+        )
     setup = _Setup(model, data, preset, settings)
     recipe, config = setup.recipe, setup.config
     record = setup.record()
@@ -652,6 +675,8 @@ def train(
     previous: dict[str, StagePlan] = {}
     history_path = run_dir / "history.json" if run_dir else None
     plan = None
+    memory: list = []
+    stages: dict = {}
     for stage in names:
         plan = recipe.build_stage(stage, model, loaded, config, setup.model_kwargs, previous)
         folder = run_dir / "stages" / stage if run_dir else None
@@ -666,6 +691,8 @@ def train(
             if run_dir is not None and plan.trainer is not None:
                 extra.append(HistoryFile(history_path, stage))
                 extra.append(AtomicBackupAndRestore(str(run_dir / "backup" / stage)))
+            elif plan.trainer is not None:
+                extra.append(_MemoryHistory(memory, stage))
             extra += list(callbacks)  # the user's last: they see the full logs
             _run_plan(plan, stage, config, callbacks=extra, verbose=verbose,
                       history_path=history_path)
@@ -673,12 +700,15 @@ def train(
                 _save_stage(plan, folder)
                 shutil.rmtree(run_dir / "backup" / stage, ignore_errors=True)
         previous[stage] = plan
+        if plan.monitor:
+            stages[stage] = {"monitor": f"val_{plan.monitor}", "mode": plan.monitor_mode,
+                             "best_epoch": plan.best_epoch}
     if plan is None or plan.serving is None:
         raise RuntimeError(f"The {recipe.name} recipe's last stage gives no serving graphs.")
     serving = plan.serving()
     main = main_graph(model, serving)
-    metrics = recipe.evaluate(model, serving, loaded, config, "test")
-    history = {"epochs": []}
+    metrics = recipe.evaluate(model, serving, loaded, config, "test") if test else {}
+    history = {"epochs": memory}
     if run_dir is not None:
         save_serving(serving, run_dir, main)
         if history_path.is_file():
@@ -690,7 +720,7 @@ def train(
         plot_curves(history, run_dir / "curves.png", title=f"{model}: {recipe.describe(loaded)}")
     return RunResult(
         run_dir, serving[main].model, serving, history, metrics,
-        time.time() - started, config,
+        time.time() - started, config, stages,
     )
 
 
