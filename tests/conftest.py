@@ -39,3 +39,36 @@ def _seed():
     import keras
 
     keras.utils.set_random_seed(0)
+
+
+class ZooExports:
+    """Each registered model built at its test sizes and exported once per session
+    (SavedModel + ONNX with parity), shared by every export-side test:
+    ``zoo_exports(name)`` -> ``(model, version_dir)``."""
+
+    def __init__(self, base: Path):
+        self.base, self._done = base, {}
+
+    def __call__(self, name: str):
+        if name not in self._done:
+            from export import export_model
+            from tfrec.registry import model_info
+
+            info = model_info(name)
+            model = info.builder(**info.test_kwargs)
+            path = export_model(
+                model,
+                name,
+                base_dir=self.base,
+                example_inputs=lambda b, r: info.example_inputs(info.test_kwargs, b, r),
+                atol=info.parity.atol,
+                rtol=info.parity.rtol,
+                tolerance_reason=info.parity.reason,
+            )
+            self._done[name] = (model, path)
+        return self._done[name]
+
+
+@pytest.fixture(scope="session")
+def zoo_exports(tmp_path_factory) -> ZooExports:
+    return ZooExports(tmp_path_factory.mktemp("zoo_saved_models"))

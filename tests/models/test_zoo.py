@@ -90,21 +90,12 @@ def test_predict_on_tf_data(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_export_parity_saved_model_and_onnx(name, tmp_path):
-    from export import export_model
+def test_export_parity_saved_model_and_onnx(name, zoo_exports):
     from export.serving import ExportedModel
 
-    info, model = _build(name)
-    path = export_model(
-        model,
-        name,
-        base_dir=tmp_path,
-        example_inputs=lambda b, r: info.example_inputs(info.test_kwargs, b, r),
-        atol=info.parity.atol,
-        rtol=info.parity.rtol,
-        tolerance_reason=info.parity.reason,
-    )
-    assert path == tmp_path / name / "1"
+    info = model_info(name)
+    model, path = zoo_exports(name)
+    assert path == zoo_exports.base / name / "1"
     assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
     manifest = json.loads((path / "manifest.json").read_text())
     for runtime in ("onnx", "saved_model"):

@@ -54,7 +54,8 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict]:
                 f"Grid values of {key!r} must be a non-empty list. Received: {values!r}"
             )
     keys = list(grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*grid.values())]
+    combos = itertools.product(*grid.values())
+    return [dict(zip(keys, combo, strict=True)) for combo in combos]
 
 
 def _trial(result, point: dict, monitor: str | None, seconds: float) -> Trial:
