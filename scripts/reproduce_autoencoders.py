@@ -115,8 +115,9 @@ NOTES = (
     "(`metrics.rating.defaulted_pairs`). Predictions are clipped to [1, 5] (the "
     "paper does not say; the unclipped RMSE is reported beside it).",
     "AutoRec optimiser: the paper used L-BFGS / RProp (full batch). Here: Adam on "
-    "mini-batches of vectors with the preset's learning-rate schedule (cosine "
-    "decay to 0) and epoch budget, validation RMSE every epoch. The loss is the "
+    "mini-batches of vectors with the preset's learning-rate schedule "
+    "(`lr_schedule`: cosine decay to 0, or constant) and epoch budget, validation "
+    "RMSE every epoch. The loss is the "
     "paper's objective (Eq. 3: squared error on observed ratings summed over all "
     "training vectors, estimated per batch as N/b times the batch sum, plus "
     "lambda/2 times the squared Frobenius norms of the weight matrices), so lambda "
@@ -126,7 +127,8 @@ NOTES = (
     "in training only, sigmoid output, log loss summed over *all* items of the "
     "user vector (no negative sampling of zero entries; the paper samples some, "
     "RecBole uses the full vector), Adam. Hidden activation, K and the L2 weight "
-    "follow RecBole's CDAE defaults (ReLU, 64, 0.01), not the paper's sigmoid; "
+    "are the `cdae_recbole` preset's (RecBole's CDAE defaults: ReLU, 64, 0.01; "
+    "not the paper's sigmoid); "
     "lambda/2 ||.||^2 on W, W', V and the biases, relative to the per-user mean "
     "loss (the paper's Eq. 5). The input at test time is the user's training "
     "vector; ranking excludes train and valid items.",
