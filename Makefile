@@ -66,10 +66,7 @@ reproduce-item2vec: install
 reproduce-deep: reproduce-autoencoders reproduce-wide-deep reproduce-youtube
 
 reproduce-autoencoders: install
-	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS) \
-		--only autorec_item autorec_user cdae neumf mf
-	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS) \
-		--only autorec_deep --datasets ml-1m --append
+	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS)
 
 reproduce-wide-deep: install
 	$(BIN)/python scripts/reproduce_wide_deep.py --seeds $(SEEDS)
