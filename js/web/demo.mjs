@@ -45,6 +45,7 @@ function render(data, scores, picked) {
       const td = document.createElement('td');
       td.textContent = String(text);
       if (cls) td.className = cls;
+      if (cls === 'title' && !data.titles) td.hidden = true;
       tr.append(td);
     }
     body.append(tr);
@@ -68,6 +69,7 @@ async function main() {
   $('meta').textContent = `${data.keras_model_name}: ${n} items, output "${data.output}"; `
     + `onnxruntime-web ${ort.env.versions?.web ?? ''} (wasm), model loaded in ${loadMs.toFixed(0)} ms`;
 
+  if (!data.titles) document.querySelector('th.title').hidden = true;
   const params = new URLSearchParams(window.location.search);
   if (data.kind === 'user') {
     $('user-controls').hidden = false;

@@ -33,6 +33,7 @@ def test_node_matches_golden(name, zoo_exports):
         np.testing.assert_allclose(outputs[key], np.asarray(value), rtol=1e-6, atol=1e-7)
 
     code, (result,) = check_onnx(path)
+    print(json.dumps(result))  # max diffs and timings, in the test log
     tol = manifest["parity"]["tolerance"]
     assert result["passed"], result
     assert code == 0
