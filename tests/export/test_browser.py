@@ -106,11 +106,14 @@ def gru4rec_run(tmp_path_factory):
     return run, result
 
 
-def test_neumf_page_shows_onnxruntime_top10_for_a_user(neumf_run, serve, tmp_path):
+def test_neumf_page_shows_onnxruntime_top10_for_a_user(neumf_run, serve, tmp_path, capsys):
+    from tfrec.cli import main
+
     run, result = neumf_run
-    paths = export_run(run, base_dir=tmp_path, web_demo=True, verbose=False)
-    path = paths["neumf"]
+    assert main(["export", str(run), "--base-dir", str(tmp_path), "--web-demo"]) == 0
+    path = tmp_path / "neumf" / "1"
     web = path / "web"
+    assert f"Web demo of neumf -> {web}/index.html" in capsys.readouterr().out
     assert sorted(p.name for p in (web / "ort").iterdir()) == sorted(ORT_FILES)
     assert {"index.html", "demo.mjs", "data.json"} <= {p.name for p in web.iterdir()}
     vocab = read_vocab(path)
