@@ -120,14 +120,17 @@ def export_run(
 
 
 def _web_demo_graph(serving: dict, main: str) -> str:
-    """The graph the web demo runs: the main one if a page can drive it."""
-    from export.webdemo import demo_kind
+    """The graph the web demo runs: the main one if a page can drive it. Checked,
+    with the onnxruntime-web files, before anything is exported."""
+    from export.webdemo import demo_kind, ort_web_dist
+
+    ort_web_dist()
 
     def kind(graph):
         spec = {"inputs": [{"name": k} for k in graph.model.input]}
         return demo_kind(spec) if isinstance(graph.model.input, dict) else None
 
-    order = [main] + [g for g in serving if g != main] if main in serving else list(serving)
+    order = ([main] if main in serving else []) + [g for g in serving if g != main]
     for g in order:
         if kind(serving[g]) is not None:
             return g

@@ -60,7 +60,8 @@ def _score_output(manifest: dict) -> str:
     )
 
 
-def _ort_dist(ort_dist: str | os.PathLike | None) -> Path:
+def ort_web_dist(ort_dist: str | os.PathLike | None = None) -> Path:
+    """onnxruntime-web's ``dist`` folder; raises when its files are missing."""
     dist = Path(ort_dist or os.environ.get("TFREC_ORT_WEB_DIST") or ORT_WEB_DIST)
     missing = [f for f in ORT_FILES if not (dist / f).is_file()]
     if missing:
@@ -138,7 +139,7 @@ def write_web_demo(
     """
     path = Path(version_dir)
     data = demo_data(path)
-    dist = _ort_dist(ort_dist)
+    dist = ort_web_dist(ort_dist)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-web-", dir=path))
     try:
         shutil.copyfile(TEMPLATES / "index.html", tmp / "index.html")

@@ -83,9 +83,10 @@ def _check_page(page, want, vocab):
     assert not [c for c in page["console"] if c.startswith(("error", "pageerror"))]
     assert [r["rank"] for r in page["items"]] == list(range(1, K + 1))
     assert [r["id"] for r in page["items"]] == [i for i, _ in want]
-    np.testing.assert_allclose(
-        [r["score"] for r in page["items"]], [s for _, s in want], rtol=0, atol=1e-6
-    )
+    diff = np.abs(np.subtract([r["score"] for r in page["items"]], [s for _, s in want]))
+    print(f"page vs Python onnxruntime: ids equal, max |score diff| {diff.max():.2e}; "
+          f"page drive {page['seconds']} s")
+    assert diff.max() <= 1e-6
     names = vocab.item_names or [""] * len(vocab.items)
     assert [r["title"] for r in page["items"]] == [names[r["index"]] for r in page["items"]]
     assert [vocab.items[r["index"]] for r in page["items"]] == [r["id"] for r in page["items"]]
@@ -166,6 +167,15 @@ def test_web_demo_refuses_a_graph_it_cannot_drive(gru4rec_run, tmp_path):
         export_run(run, base_dir=tmp_path, web_demo=True, graphs=["gru4rec_step"],
                    verbose=False)
     assert not (tmp_path / "gru4rec_step").exists()  # refused before exporting
+
+
+def test_web_demo_without_onnxruntime_web_names_the_fix(gru4rec_run, tmp_path,
+                                                        monkeypatch):
+    run, _ = gru4rec_run
+    monkeypatch.setenv("TFREC_ORT_WEB_DIST", str(tmp_path / "no-dist"))
+    with pytest.raises(FileNotFoundError, match=r"ort.wasm.min.mjs.*make js-tools"):
+        export_run(run, base_dir=tmp_path / "out", web_demo=True, verbose=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_screenshot_for_the_readme_is_committed():
