@@ -263,7 +263,7 @@ def cmd_export(args) -> int:
     quiet()
     paths = export_run(
         args.run, name=args.name, base_dir=args.base_dir, version=args.version,
-        graphs=args.graph,
+        graphs=args.graph, web_demo=args.web_demo,
     )
     import json
 
@@ -471,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--version", type=int, default=None)
     x.add_argument("--graph", action="append", default=None,
                    help="only this serving graph (repeatable)")
+    x.add_argument("--web-demo", action="store_true",
+                   help="also write <version>/web/: the model in a browser page "
+                   "(onnxruntime-web)")
 
     r = sub.add_parser("recommend", help="top-K items for a user, session or item")
     r.add_argument("--run", default=None)
