@@ -38,7 +38,7 @@ import os
 import numpy as np
 
 from tfrec.data.datasets import DataError
-from tfrec.evaluation.ranking import full_ranking
+from tfrec.evaluation.ranking import full_ranking, top_k
 
 __all__ = [
     "align_genres",
@@ -172,7 +172,7 @@ def nearest_neighbours(
         sims = unit[q] @ unit.T
         sims[:, ~mask] = -np.inf
         sims[np.arange(q.size), q] = -np.inf
-        out[lo : lo + 1024] = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        out[lo : lo + 1024] = top_k(sims, k)
     return out
 
 
