@@ -337,8 +337,8 @@ def cmd_recommend(args) -> int:
 def _recommend_artifact(args, kind, query) -> int:
     """An exported user-item scorer, in onnxruntime or the SavedModel."""
     from export.serving import ExportedModel
+    from tfrec.evaluation.scoring import feed_scorer
     from tfrec.recipes.interactions import recommend_for_user
-    from tfrec.training import feed_scorer
     from tfrec.training.runner import read_vocab
 
     exported = ExportedModel(args.artifact, runtime=args.runtime)

@@ -36,12 +36,12 @@ import numpy as np
 
 from tfrec.data.datasets import DataError
 from tfrec.data.histories import (
-    PAD,
     ContentTables,
     TimeSplit,
     days_since_same_genre,
     history_mean,
 )
+from tfrec.data.sequences import PAD, pad_left
 
 RankFn = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
@@ -143,19 +143,15 @@ class PipelineTables:
     def histories(self, users, now=None) -> tuple[np.ndarray, np.ndarray]:
         """Left-padded ``(item_history, history_timestamp)`` before ``now``."""
         users = np.asarray(users, np.int64)
+        starts = np.asarray(self.indptr, np.int64)[users]
+        ends = np.asarray(self.indptr, np.int64)[users + 1]
+        if now is not None:
+            times = np.broadcast_to(np.asarray(now), users.shape)
+            for row, (a, b) in enumerate(zip(starts, ends.copy(), strict=True)):
+                ends[row] = a + np.searchsorted(self.times[a:b], times[row])
         L = self.max_length
-        hist = np.full((len(users), L), PAD, np.int64)
-        htime = np.zeros((len(users), L), np.int64)
-        for row, u in enumerate(users):
-            a, b = self.indptr[u], self.indptr[u + 1]
-            if now is not None:
-                t = np.broadcast_to(np.asarray(now), users.shape)[row]
-                b = a + np.searchsorted(self.times[a:b], t)
-            a = max(a, b - L)
-            n = b - a
-            if n:
-                hist[row, L - n:] = self.items[a:b]
-                htime[row, L - n:] = self.times[a:b]
+        hist = pad_left(self.items, starts, ends, L, pad=PAD).astype(np.int64)
+        htime = pad_left(self.times, starts, ends, L, pad=0).astype(np.int64)
         return hist, htime
 
     def seen(self, user: int) -> np.ndarray:

@@ -19,8 +19,9 @@ the user's watches strictly before ``t``. This module builds
   features (bag of watched genres, time since the last watch of a similar item).
 
 Padding: histories are ``[n, max_length]`` int64 arrays padded with ``-1``
-(``PAD``), left-padded by default (most recent watch in the last column) or
-right-padded. Models mask every id outside ``[0, num_items)``, so the side does
+(``PAD``), left-padded by default (most recent watch in the last column): the
+package's one convention, :mod:`tfrec.data.sequences`. Right padding is
+accepted too; models mask every id outside ``[0, num_items)``, so the side does
 not change any result.
 """
 
@@ -32,8 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tfrec.data.datasets import DataError, Interactions
+from tfrec.data.sequences import PAD, pad_left
 
-PAD = -1
 SECONDS_PER_DAY = 86400.0
 # Release era buckets (upper bounds, exclusive) of ML-100K movies; the last id is
 # "unknown year".
@@ -233,23 +234,15 @@ def _check_padding(padding: str) -> None:
 def _gather_histories(
     split: TimeSplit, ends: np.ndarray, starts: np.ndarray, max_length: int, padding: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """History rows ``train[max(starts, ends - L) : ends]`` padded to ``L``."""
+    """History rows ``train[max(starts, ends - L) : ends]`` padded to ``L``
+    (:func:`tfrec.data.sequences.pad_left`)."""
     if int(max_length) < 1:
         raise ValueError(f"`max_length` must be a positive int. Received: {max_length!r}")
     _check_padding(padding)
     L = int(max_length)
-    lengths = np.minimum(ends - starts, L)
-    k = np.arange(L)[None, :]
-    if padding == "left":
-        valid = k >= (L - lengths)[:, None]
-        idx = ends[:, None] - L + k
-    else:
-        valid = k < lengths[:, None]
-        idx = ends[:, None] - lengths[:, None] + k
-    idx = np.where(valid, idx, 0)
-    items = np.where(valid, split.train["item_id"][idx], PAD).astype(np.int64)
-    times = np.where(valid, split.train["timestamp"][idx], 0).astype(np.int64)
-    return items, times
+    items = pad_left(split.train["item_id"], starts, ends, L, pad=PAD, side=padding)
+    times = pad_left(split.train["timestamp"], starts, ends, L, pad=0, side=padding)
+    return items.astype(np.int64), times.astype(np.int64)
 
 
 def rolled_back_examples(

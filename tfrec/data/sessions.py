@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from tfrec.data.datasets import DataError, load_interactions
+from tfrec.data.sequences import SESSION_PAD, pad_left
 
 __all__ = [
     "DIGINETICA_SETTINGS",
@@ -1039,7 +1040,8 @@ def session_parallel_dataset(sessions: Sessions, batch_size: int):
 def padded_prefixes(
     sessions: Sessions, max_length: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every next-click prefix of every session, left-padded with 0.
+    """Every next-click prefix of every session, left-padded with 0
+    (``SESSION_PAD``, :func:`tfrec.data.sequences.pad_left`).
 
     Row ``j`` holds the clicks of a session up to (and including) click ``t``
     (the last `max_length` of them), right-aligned; its target is click
@@ -1058,12 +1060,10 @@ def padded_prefixes(
     sess = np.repeat(np.arange(sessions.num_sessions), n)
     t = np.arange(sess.size) - np.repeat(np.cumsum(n) - n, n)  # 0-based click index
     end = sessions.offsets[sess] + t  # index of the last input click
-    out = np.zeros((sess.size, max_length), dtype=np.int64)
-    for k in range(max_length):  # column max_length-1-k holds click end-k
-        src = end - k
-        ok = src >= sessions.offsets[sess]
-        out[ok, max_length - 1 - k] = sessions.items[src[ok]]
-    return out, sessions.items[end + 1]
+    out = pad_left(
+        sessions.items, sessions.offsets[sess], end + 1, max_length, pad=SESSION_PAD
+    )
+    return out.astype(np.int64), sessions.items[end + 1]
 
 
 def sequence_dataset(sessions: Sessions, max_length: int, batch_size: int):

@@ -342,18 +342,14 @@ def tables_from_vocab(vocab_: Vocab, num_genres: int, title_vocab: int = 1) -> d
 
 def user_history(tables: dict, user: int, max_length: int):
     """``(item_history [1, L], history_timestamp [1, L])`` of ``user``'s last
-    ``max_length`` training interactions, left-padded with -1."""
-    from tfrec.data.histories import PAD
+    ``max_length`` training interactions, left-padded with -1
+    (:func:`tfrec.data.sequences.pad_left`)."""
+    from tfrec.data.sequences import PAD, pad_left
 
-    a, b = int(tables["indptr"][user]), int(tables["indptr"][user + 1])
-    a = max(a, b - max_length)
-    hist = np.full((1, max_length), PAD, np.int64)
-    htime = np.zeros((1, max_length), np.int64)
-    n = b - a
-    if n:
-        hist[0, max_length - n:] = tables["items"][a:b]
-        htime[0, max_length - n:] = tables["times"][a:b]
-    return hist, htime
+    a, b = [int(tables["indptr"][user])], [int(tables["indptr"][user + 1])]
+    hist = pad_left(np.asarray(tables["items"]), a, b, max_length, pad=PAD)
+    htime = pad_left(np.asarray(tables["times"]), a, b, max_length, pad=0)
+    return hist.astype(np.int64), htime.astype(np.int64)
 
 
 def demographics(tables: dict, users) -> dict:

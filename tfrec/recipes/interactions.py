@@ -101,13 +101,15 @@ def item_index(vocab: Vocab, item) -> int:
 
 
 def top_k(scores: np.ndarray, vocab: Vocab, k: int, exclude=()) -> list[tuple[Any, float]]:
-    """The ``k`` best ``(raw item id, score)``; ``exclude`` indices never appear."""
-    scores = np.asarray(scores, np.float64).copy()
-    exclude = np.asarray(list(exclude), np.int64)
-    if exclude.size:
-        scores[exclude] = -np.inf
-    valid = np.flatnonzero(np.isfinite(scores))
-    order = valid[np.argsort(-scores[valid], kind="stable")][:k]
+    """The ``k`` best ``(raw item id, score)``; ``exclude`` indices and items
+    without a finite score never appear (:func:`tfrec.evaluation.ranking.top_k`)."""
+    from tfrec.evaluation.ranking import top_k as rank_top_k
+
+    scores = np.asarray(scores, np.float64)
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    order = rank_top_k(scores, min(k, scores.size), exclude=list(exclude))
+    order = order[np.isfinite(scores[order])]
+    order = order[~np.isin(order, np.asarray(list(exclude), np.int64))]
     return [(vocab.items[i], float(scores[i])) for i in order]
 
 

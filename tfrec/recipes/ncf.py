@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import keras
 
+from tfrec.evaluation.scoring import keras_scorer, output_name
 from tfrec.recipes import interactions as ix
 from tfrec.recipes.base import Preset, Recipe, StagePlan, TrainSettings, register_recipe
 from tfrec.registry import create_model
 from tfrec.training.optimizers import make_optimizer
-from tfrec.training.scoring import keras_scorer, output_name
 
 
 @dataclass
