@@ -55,17 +55,21 @@ def _overrides(pairs: Sequence[str]) -> dict:
     return out
 
 
-def run_rows(rows: Sequence[Row], args) -> list[dict]:
-    """Trains every row for every seed; returns one record per run."""
+def run_rows(rows: Sequence[Row], args, *, callbacks=(), extra=None) -> list[dict]:
+    """Trains every row for every seed; returns one record per run.
+
+    ``callbacks`` go to every ``tfrec.train`` call (measurements, never training
+    logic); ``extra(row, result)`` returns more fields of a run's record (a
+    report's own columns, read from the run)."""
     import tensorflow as tf
 
     import tfrec
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    extra = _overrides(args.set)
+    overrides = _overrides(args.set)
     if args.data_dir:
-        extra["data_dir"] = args.data_dir
+        overrides["data_dir"] = args.data_dir
     records = []
     for row in rows:
         if args.only and row.label not in args.only:
@@ -75,15 +79,17 @@ def run_rows(rows: Sequence[Row], args) -> list[dict]:
             started = time.time()
             result = tfrec.train(
                 row.model, row.data, out=out, preset=row.preset, printer=print,
-                **{**row.settings, **extra, "seed": seed},
+                callbacks=list(callbacks), **{**row.settings, **overrides, "seed": seed},
             )
             record = {
                 "label": row.label, "model": row.model, "preset": row.preset,
-                "settings": {**row.settings, **extra}, "seed": seed,
+                "settings": {**row.settings, **overrides}, "seed": seed,
                 "epochs_run": len(result.history.get("epochs", [])),
                 "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, dict)},
                 "seconds": round(time.time() - started, 1), "run_dir": str(out),
             }
+            if extra is not None:
+                record.update(extra(row, result))
             print(f"{row.label} seed {seed}: {record['metrics']}", flush=True)
             records.append(record)
     return records
