@@ -34,6 +34,7 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -74,34 +75,35 @@ PAPER = {
 
 
 def _clock():
-    """A Keras callback timing every epoch of every stage of a run."""
+    """``(callback, take)``: a Keras callback timing every epoch of every stage
+    of a run (wall and process CPU seconds, one list per ``fit``), and
+    ``take()``, which returns those lists and starts afresh for the next run.
+
+    The runner hands user callbacks the epoch last, so a ``train`` stage epoch
+    includes its validation pass and every epoch the run's backup."""
     import keras
 
-    class EpochClock(keras.callbacks.Callback):
-        """Wall and process CPU seconds per epoch, one list per ``fit`` (stage).
+    fits: list[list[tuple[float, float]]] = []
+    start: list[float] = [0.0, 0.0]
 
-        The runner hands user callbacks the epoch last, so a ``train`` stage
-        epoch includes its validation pass and every epoch the run's backup."""
+    def begin(epoch, logs=None):
+        start[:] = [time.perf_counter(), time.process_time()]
 
-        def __init__(self):
-            super().__init__()
-            self.fits: list[list[tuple[float, float]]] = []
+    def end(epoch, logs=None):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fits[-1].append((wall - start[0], cpu - start[1]))
 
-        def on_train_begin(self, logs=None):
-            self.fits.append([])
+    def take() -> list[list[tuple[float, float]]]:
+        out = list(fits)
+        fits.clear()
+        return out
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = (time.perf_counter(), time.process_time())
-
-        def on_epoch_end(self, epoch, logs=None):
-            wall, cpu = time.perf_counter(), time.process_time()
-            self.fits[-1].append((wall - self._t0[0], cpu - self._t0[1]))
-
-        def take(self) -> list[list[tuple[float, float]]]:
-            fits, self.fits = self.fits, []
-            return fits
-
-    return EpochClock()
+    callback = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs=None: fits.append([]),
+        on_epoch_begin=begin,
+        on_epoch_end=end,
+    )
+    return callback, take
 
 
 def _pairs(sessions) -> int:
@@ -127,18 +129,16 @@ def _next_click(metrics: dict) -> dict:
     }
 
 
-class RunReader:
+def run_reader(args, take):
     """``extra`` of `repro.run_rows`: what a report record adds to the runner's.
 
     The data set (and the baselines on it) is rebuilt once per row from the
-    first run's ``config.json``, so the baselines see that run's exact split."""
+    first run's ``config.json``, so the baselines see that run's exact split;
+    ``take`` gives the run's epoch times (`_clock`)."""
+    cache: dict[str, tuple] = {}
 
-    def __init__(self, args, clock):
-        self.args, self.clock = args, clock
-        self._data: dict[str, tuple] = {}
-
-    def data(self, row: Row, run_dir) -> tuple:
-        if row.label not in self._data:
+    def loaded(row: Row, run_dir) -> tuple:
+        if row.label not in cache:
             from tfrec.evaluation.session import (
                 evaluate_next_click,
                 item_knn_step,
@@ -147,23 +147,23 @@ class RunReader:
             from tfrec.training.runner import run_data
 
             record = json.loads((run_dir / "config.json").read_text())
-            recipe, config, data = run_data(record, self.args.data_dir)
+            recipe, config, data = run_data(record, args.data_dir)
             baselines = {}
             for name, make in (("popularity", popularity_step), ("item_knn", item_knn_step)):
                 out = evaluate_next_click(make(data.full), data.test, cutoffs=config.ks)
                 baselines[name] = _next_click(out)
-            self._data[row.label] = (recipe, config, data, baselines)
-        return self._data[row.label]
+            cache[row.label] = (recipe, config, data, baselines)
+        return cache[row.label]
 
-    def __call__(self, row: Row, result) -> dict:
+    def extra(row: Row, result) -> dict:
         import keras
         import numpy as np
         import tensorflow as tf
 
-        recipe, _, data, baselines = self.data(row, result.run_dir)
+        recipe, _, data, baselines = loaded(row, result.run_dir)
         config = result.config
         stages = list(recipe.stage_names(row.model, config))
-        fits = self.clock.take()
+        fits = take()
         # A resumed run skips finished stages: the clock saw the last len(fits).
         timed = dict(zip(stages[len(stages) - len(fits):], fits, strict=True))
         epochs = result.history.get("epochs", [])
@@ -208,7 +208,7 @@ class RunReader:
                 "valid": _part(data.valid) if data.valid is not None else None,
                 "test": _part(data.test),
             },
-            "threads": {"intra_op": self.args.threads, "inter_op": self.args.threads},
+            "threads": {"intra_op": args.threads, "inter_op": args.threads},
             "versions": {
                 "python": platform.python_version(),
                 "tensorflow": tf.__version__,
@@ -218,6 +218,8 @@ class RunReader:
             "host": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
+
+    return extra
 
 
 # --------------------------------------------------------------------------- report
@@ -442,9 +444,14 @@ NOTES = """## Notes
 def main(argv=None) -> int:
     p = parser(__doc__.split("\n")[0], "gru4rec")
     p.set_defaults(threads=1)
+    p.add_argument("--render", action="store_true",
+                   help="only rewrite the .md from the report's .json")
     args = p.parse_args(argv)
-    clock = _clock()
-    records = run_rows(ROWS, args, callbacks=[clock], extra=RunReader(args, clock))
+    if args.render:
+        records = json.loads(Path(args.report).with_suffix(".json").read_text())
+    else:
+        callback, take = _clock()
+        records = run_rows(ROWS, args, callbacks=[callback], extra=run_reader(args, take))
     write_report(args, records, INTRO, markdown)
     return 0
 
