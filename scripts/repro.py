@@ -61,17 +61,21 @@ def _overrides(pairs: Sequence[str]) -> dict:
     return out
 
 
-def run_rows(rows: Sequence[Row], args) -> list[dict]:
-    """Trains every row for every seed; returns one record per run."""
+def run_rows(rows: Sequence[Row], args, *, callbacks=(), extra=None) -> list[dict]:
+    """Trains every row for every seed; returns one record per run.
+
+    ``callbacks`` go to every ``tfrec.train`` call (measurements, never training
+    logic); ``extra(row, result)`` returns more fields of a run's record (a
+    report's own columns, read from the run)."""
     import tensorflow as tf
 
     import tfrec
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    extra = _overrides(args.set)
+    overrides = _overrides(args.set)
     if args.data_dir:
-        extra["data_dir"] = args.data_dir
+        overrides["data_dir"] = args.data_dir
     records = []
     for row in rows:
         if args.only and row.label not in args.only:
@@ -79,7 +83,7 @@ def run_rows(rows: Sequence[Row], args) -> list[dict]:
         for seed in args.seeds:
             out = Path(args.out) / f"{row.label}-s{seed}"
             started = time.time()
-            settings = {**row.settings, **extra}
+            settings = {**row.settings, **overrides}
             if row.split_seed:
                 settings["split_seed"] = seed
             data = row.data
@@ -87,7 +91,7 @@ def run_rows(rows: Sequence[Row], args) -> list[dict]:
                 data = data(seed, settings.pop("data_dir", None))
             result = tfrec.train(
                 row.model, data, out=out, preset=row.preset, printer=print,
-                **{**settings, "seed": seed},
+                callbacks=list(callbacks), **{**settings, "seed": seed},
             )
             record = {
                 "label": row.label, "model": row.model, "preset": row.preset,
@@ -97,6 +101,8 @@ def run_rows(rows: Sequence[Row], args) -> list[dict]:
                 "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, dict)},
                 "seconds": round(time.time() - started, 1), "run_dir": str(out),
             }
+            if extra is not None:
+                record.update(extra(row, result))
             print(f"{row.label} seed {seed}: {record['metrics']}", flush=True)
             records.append(record)
     return records
