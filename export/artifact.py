@@ -238,6 +238,7 @@ def write_version(
     a hidden temporary name and renamed into place only when parity passes.
     """
     from export.parity import check_parity, load_saved_model_tf1
+    from export.warmup import write_warmup
 
     if not (atol >= 0 and rtol >= 0):
         raise ExportError(
@@ -269,6 +270,7 @@ def write_version(
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
         batches = make_batches()
+        warmup = write_warmup(tmp, name, batches[: len(batch_sizes)])
         report = check_parity(
             reference,
             saved_model_dir=tmp,
@@ -294,6 +296,7 @@ def write_version(
             "signature": "serving_default",
             "onnx": {"file": ONNX_FILE, "opset": opset},
             "oov_policy": oov_policy,
+            "warmup": warmup,
             "versions": _versions(),
             "files": sorted(
                 str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
