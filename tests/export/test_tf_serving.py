@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from tfrec.registry import model_info
 
 MODELS = tfrec.list_models()
 _BIT_IDENTICAL: dict[str, bool] = {}
+_LOADER_SECONDS: dict[str, float] = {}  # one loader process per model
 
 
 def saved_model_tolerance(name: str) -> tuple[float, float]:
@@ -60,7 +62,9 @@ def loaded(zoo_exports):
             info = model_info(name)
             x = info.example_inputs(info.test_kwargs, 5, np.random.default_rng(7))
             feed = as_feed(manifest, x)
+            started = time.perf_counter()
             groups = run(path, inputs=feed, warmup=True)
+            _LOADER_SECONDS[name] = time.perf_counter() - started
             cache[name] = dict(
                 model=model, path=path, manifest=manifest, feed=feed,
                 fresh=groups[0], warmup=groups[1:],
@@ -128,7 +132,9 @@ def test_bit_identical_count():
     print(
         f"\nTF Serving loader vs Keras: {len(exact)}/{len(_BIT_IDENTICAL)} models "
         f"bit-identical; within tolerance only: "
-        f"{sorted(set(_BIT_IDENTICAL) - set(exact))}"
+        f"{sorted(set(_BIT_IDENTICAL) - set(exact))}; loader processes "
+        f"{sum(_LOADER_SECONDS.values()):.1f} s for {len(_LOADER_SECONDS)} models "
+        f"(max {max(_LOADER_SECONDS.values()):.2f} s)"
     )
     assert len(exact) >= 1
 
