@@ -199,12 +199,12 @@ def read_tensor_file(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
     return groups
 
 
-def _run(version_dir, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     loader = build_loader()
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     proc = subprocess.run(
-        [str(loader), str(version_dir), *args],
+        [str(loader), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -250,16 +250,36 @@ def run(
     Raises:
         LoaderError: the program failed (its one-line error, e.g. TF's status).
     """
+    job = dict(
+        inputs=inputs, warmup=warmup, signature=signature, no_init=no_init
+    )  # fmt: skip
+    (out,) = run_many([(version_dir, job)], timeout=timeout)
+    return out
+
+
+def run_many(
+    jobs: list[tuple[str | os.PathLike, Mapping]], *, timeout: float = 600
+) -> list[list[dict[str, np.ndarray]]]:
+    """Several versions through one loader process (TensorFlow's start-up, about
+    0.2-0.8 s, is paid once). Each job is ``(version_dir, {"inputs", "warmup",
+    "signature", "no_init"})`` (keys optional, as in :func:`run`); returns each
+    job's outputs as :func:`run` does. The first failure stops the process and
+    raises `LoaderError` naming that job's folder."""
     with tempfile.TemporaryDirectory(prefix="tfrec-loader-") as tmp:
-        dst = Path(tmp) / "outputs.bin"
-        args = ["--signature", signature, "--out", str(dst)]
-        if inputs is not None:
-            src = Path(tmp) / "inputs.bin"
-            write_tensor_file(src, inputs)
-            args += ["--inputs", str(src)]
-        args += (["--warmup"] if warmup else []) + (["--no-init"] if no_init else [])
-        _run(version_dir, args, timeout)
-        return read_tensor_file(dst)
+        args, outs = [], []
+        for i, (version_dir, job) in enumerate(jobs):
+            dst = Path(tmp) / f"outputs-{i}.bin"
+            args += [str(Path(version_dir).absolute()), "--out", str(dst)]
+            args += ["--signature", job.get("signature", "serving_default")]
+            if job.get("inputs") is not None:
+                src = Path(tmp) / f"inputs-{i}.bin"
+                write_tensor_file(src, job["inputs"])
+                args += ["--inputs", str(src)]
+            args += ["--warmup"] if job.get("warmup") else []
+            args += ["--no-init"] if job.get("no_init") else []
+            outs.append(dst)
+        _run(args, timeout)
+        return [read_tensor_file(dst) for dst in outs]
 
 
 def run_loader(
@@ -285,7 +305,7 @@ def signatures(version_dir: str | os.PathLike, *, timeout: float = 120) -> dict:
     any size)."""
     out: dict = {}
     current = None
-    for line in _run(version_dir, [], timeout).stdout.splitlines():
+    for line in _run([str(Path(version_dir).absolute())], timeout).stdout.splitlines():
         if line.startswith("signature "):
             current = out.setdefault(line.split()[1], {"inputs": {}, "outputs": {}})
         elif current is not None and line.startswith("  "):

@@ -7,7 +7,7 @@
  * (TF_LoadSessionFromSavedModel, TF_SessionRun); this program drives it.
  *
  *   loader VERSION_DIR [--signature NAME] [--inputs FILE] [--warmup] [--out FILE]
- *          [--no-init] [--timing]
+ *          [--no-init] [VERSION_DIR [options]]... [--timing]
  *
  *   (no action)      load, print every signature (key, tensor, dtype, shape)
  *   --inputs FILE    run --signature (default serving_default) on FILE's tensors
@@ -19,6 +19,9 @@
  *                    restored the variables but never ran the init op, which is
  *                    what a loader that forgets the init op would serve
  *   --timing         print load and run times on stderr
+ *
+ * Each VERSION_DIR starts a job and the options after it apply to it; the jobs run
+ * one after the other in one process, each version loaded and unloaded in turn.
  *
  * The signatures are read from the MetaGraphDef the loader returns with a small
  * protobuf wire-format reader (no libprotobuf). TFRecord framing is checked: both
@@ -54,11 +57,14 @@ static const char WARMUP_FILE[] = "assets.extra/tf_serving_warmup_requests";
 
 /* ---------------------------------------------------------------- errors */
 
+static const char *error_context; /* the job's VERSION_DIR when there are several */
+
 static void die(const char *fmt, ...) {
   char msg[4096];
   va_list ap;
+  int used = error_context ? snprintf(msg, sizeof msg, "%s: ", error_context) : 0;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vsnprintf(msg + used, sizeof msg - used, fmt, ap);
   va_end(ap);
   for (char *c = msg; *c; c++) /* one line, whatever TF's message holds */
     if (*c == '\n' || *c == '\r' || *c == '\t') *c = ' ';
@@ -180,6 +186,7 @@ static TF_Tensor *new_tensor(int dtype, const int64_t *dims, int ndim) {
 typedef struct {
   char *name;
   TF_Tensor *tensor;
+  int owned; /* allocated here (strings must be deallocated here too) */
 } Named;
 
 typedef struct {
@@ -189,19 +196,24 @@ typedef struct {
 
 static void group_free(Group *g) {
   for (int i = 0; i < g->n; i++) {
+    TF_Tensor *t = g->items[i].tensor;
+    if (g->items[i].owned && TF_TensorType(t) == TF_STRING) {
+      TF_TString *s = TF_TensorData(t);
+      for (int64_t k = 0; k < TF_TensorElementCount(t); k++) TF_StringDealloc(&s[k]);
+    }
     free(g->items[i].name);
-    TF_DeleteTensor(g->items[i].tensor);
+    TF_DeleteTensor(t);
   }
   free(g->items);
   g->items = NULL;
   g->n = 0;
 }
 
-static void group_add(Group *g, char *name, TF_Tensor *t) {
+static void group_add(Group *g, char *name, TF_Tensor *t, int owned) {
   for (int i = 0; i < g->n; i++)
     if (!strcmp(g->items[i].name, name)) die("tensor %s given twice", name);
   g->items = xrealloc(g->items, (g->n + 1) * sizeof *g->items);
-  g->items[g->n++] = (Named){name, t};
+  g->items[g->n++] = (Named){name, t, owned};
 }
 
 /* ---------------------------------------------- protobuf wire-format reader */
@@ -401,15 +413,22 @@ static Signature *find_signature(const Meta *m, const char *key) {
   return NULL;
 }
 
-static void print_dims(FILE *out, int rank, const int64_t *dims) {
+static void format_dims(char *buf, size_t size, int rank, const int64_t *dims) {
   if (rank < 0) {
-    fputs("[?]", out);
+    snprintf(buf, size, "[?]");
     return;
   }
-  fputc('[', out);
-  for (int i = 0; i < rank; i++)
-    fprintf(out, i ? ", %lld" : "%lld", (long long)dims[i]);
-  fputc(']', out);
+  size_t used = (size_t)snprintf(buf, size, "[");
+  for (int i = 0; i < rank && used < size; i++)
+    used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld",
+                             (long long)dims[i]);
+  if (used < size) snprintf(buf + used, size - used, "]");
+}
+
+static void print_dims(FILE *out, int rank, const int64_t *dims) {
+  char buf[512];
+  format_dims(buf, sizeof buf, rank, dims);
+  fputs(buf, out);
 }
 
 static void print_signatures(const Meta *m) {
@@ -498,7 +517,7 @@ static Group read_tensor_file(const char *path) {
     } else {
       rd(&r, TF_TensorData(t), TF_TensorByteSize(t));
     }
-    group_add(&g, name, t);
+    group_add(&g, name, t, 1);
   }
   if (r.p != r.end) die("%s: %zu trailing bytes", path, (size_t)(r.end - r.p));
   free(data);
@@ -782,7 +801,7 @@ static Group parse_prediction_log(Pb b, char **signature, char **model, int reco
           snprintf(twhat, sizeof twhat, "%s, input %s", what, key);
           TF_Tensor *t = has_value ? tensor_from_proto(value, twhat) : NULL;
           if (!t) die("%s: no tensor", twhat);
-          group_add(&g, key, t);
+          group_add(&g, key, t, 1);
         }
       }
     }
@@ -836,16 +855,14 @@ static Group run_signature(Loaded *L, const Signature *sig, const Group *inputs)
       for (int d = 0; ok && d < ti->rank; d++)
         ok = ti->dims[d] < 0 || ti->dims[d] == TF_Dim(t, d);
       if (!ok) {
-        fprintf(stderr, "loader: input '%s' shape ", ti->key);
         int64_t dims[MAX_DIMS];
         int nd = TF_NumDims(t);
         for (int d = 0; d < nd && d < MAX_DIMS; d++) dims[d] = TF_Dim(t, d);
-        print_dims(stderr, nd, dims);
-        fputs(" vs signature ", stderr);
-        print_dims(stderr, ti->rank, ti->dims);
-        fputc('\n', stderr);
-        die("input '%s' has the wrong shape for signature '%s' (-1 is any size)",
-            ti->key, sig->key);
+        char got[256], want[256];
+        format_dims(got, sizeof got, nd, dims);
+        format_dims(want, sizeof want, ti->rank, ti->dims);
+        die("input '%s' has shape %s; signature '%s' takes %s (-1: any size)", ti->key,
+            got, sig->key, want);
       }
     }
     in_ops[j] = graph_output(L->graph, ti->tensor);
@@ -860,7 +877,7 @@ static Group run_signature(Loaded *L, const Signature *sig, const Group *inputs)
   check(L->status, "TF_SessionRun");
   Group out = {0};
   for (int j = 0; j < n_out; j++)
-    group_add(&out, xstrndup(sig->out[j].key, strlen(sig->out[j].key)), out_vals[j]);
+    group_add(&out, xstrndup(sig->out[j].key, strlen(sig->out[j].key)), out_vals[j], 0);
   free(in_ops);
   free(in_vals);
   free(out_ops);
@@ -942,6 +959,7 @@ static TF_Session *session_without_init(Loaded *L, const char *dir) {
     if (!restore) die("the graph has no restore op %s", op_name);
     TF_SessionRun(s, NULL, &feed, &name, 1, NULL, NULL, 0, &restore, 1, NULL, L->status);
     check(L->status, "restoring variables (--no-init)");
+    TF_StringDealloc(TF_TensorData(name));
     TF_DeleteTensor(name);
     free(op_name);
   }
@@ -952,29 +970,33 @@ static TF_Session *session_without_init(Loaded *L, const char *dir) {
 
 static void usage(void) {
   fputs("usage: loader VERSION_DIR [--signature NAME] [--inputs FILE] [--warmup] "
-        "[--out FILE] [--no-init] [--timing]\n",
+        "[--out FILE] [--no-init] [VERSION_DIR [options]]... [--timing]\n",
         stderr);
   exit(2);
 }
 
-int main(int argc, char **argv) {
-  const char *dir = NULL, *signature = "serving_default", *inputs = NULL, *out = NULL;
-  int warmup = 0, no_init = 0, timing = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--signature") && i + 1 < argc) signature = argv[++i];
-    else if (!strcmp(a, "--inputs") && i + 1 < argc) inputs = argv[++i];
-    else if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
-    else if (!strcmp(a, "--warmup")) warmup = 1;
-    else if (!strcmp(a, "--no-init")) no_init = 1;
-    else if (!strcmp(a, "--timing")) timing = 1;
-    else if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
-    else if (a[0] == '-' || dir) {
-      fprintf(stderr, "loader: error: unexpected argument %s\n", a);
-      usage();
-    } else dir = a;
+typedef struct {
+  const char *dir, *signature, *inputs, *out;
+  int warmup, no_init;
+} Job;
+
+static void free_meta(Meta *m) {
+  for (int i = 0; i < m->n; i++) {
+    Signature *s = &m->sigs[i];
+    for (int k = 0; k < s->n_in; k++) free(s->in[k].key), free(s->in[k].tensor);
+    for (int k = 0; k < s->n_out; k++) free(s->out[k].key), free(s->out[k].tensor);
+    free(s->in);
+    free(s->out);
+    free(s->key);
   }
-  if (!dir) usage();
+  free(m->sigs);
+  free(m->restore_op);
+  free(m->filename_tensor);
+}
+
+/* Loads one version, runs what the job asks, unloads it. */
+static void run_job(const Job *job, TF_Status *status, int timing) {
+  const char *dir = job->dir;
   struct stat st;
   if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
     die("no exported version at %s (not a directory)", dir);
@@ -984,7 +1006,7 @@ int main(int argc, char **argv) {
   free(pb);
 
   Loaded L = {0};
-  L.status = TF_NewStatus();
+  L.status = status;
   L.graph = TF_NewGraph();
   TF_SessionOptions *opts = TF_NewSessionOptions();
   TF_Buffer *meta = TF_NewBuffer();
@@ -998,36 +1020,74 @@ int main(int argc, char **argv) {
   L.meta = parse_meta_graph(meta);
   TF_DeleteBuffer(meta);
   TF_Session *loaded = NULL;
-  if (no_init) {
+  if (job->no_init) {
     loaded = L.session;
     L.session = session_without_init(&L, dir);
   }
-  if (out) {
-    L.out = fopen(out, "wb");
-    if (!L.out) die("cannot write %s", out);
+  if (job->out) {
+    L.out = fopen(job->out, "wb");
+    if (!L.out) die("cannot write %s", job->out);
     wr(L.out, MAGIC, 8);
   }
-  if (inputs) {
-    Group in = read_tensor_file(inputs);
-    Group res = run_signature(&L, find_signature(&L.meta, signature), &in);
+  if (job->inputs) {
+    Group in = read_tensor_file(job->inputs);
+    Group res = run_signature(&L, find_signature(&L.meta, job->signature), &in);
     emit(&L, &res);
     group_free(&res);
     group_free(&in);
   }
-  if (warmup) replay_warmup(&L, dir);
-  if (!inputs && !warmup) print_signatures(&L.meta);
-  if (L.out && fclose(L.out) != 0) die("cannot write %s", out);
+  if (job->warmup) replay_warmup(&L, dir);
+  if (!job->inputs && !job->warmup) print_signatures(&L.meta);
+  if (L.out && fclose(L.out) != 0) die("cannot write %s", job->out);
   if (timing)
-    fprintf(stderr, "loader: load %.3f s, %d runs in %.3f ms\n", load_seconds, L.runs,
-            L.run_seconds * 1e3);
-  for (TF_Session **s = (TF_Session *[]){L.session, loaded}, **e = s + 2; s < e; s++) {
-    if (!*s) continue;
-    TF_CloseSession(*s, L.status);
+    fprintf(stderr, "loader: %s: load %.3f s, %d runs in %.3f ms\n", dir, load_seconds,
+            L.runs, L.run_seconds * 1e3);
+  TF_Session *sessions[2] = {L.session, loaded};
+  for (int i = 0; i < 2; i++) {
+    if (!sessions[i]) continue;
+    TF_CloseSession(sessions[i], L.status);
     check(L.status, "TF_CloseSession");
-    TF_DeleteSession(*s, L.status);
+    TF_DeleteSession(sessions[i], L.status);
     check(L.status, "TF_DeleteSession");
   }
   TF_DeleteGraph(L.graph);
-  TF_DeleteStatus(L.status);
+  free_meta(&L.meta);
+}
+
+/* Each VERSION_DIR starts a job; the options after it apply to that job. Several
+ * jobs in one process pay TensorFlow's start-up (about 0.2-0.8 s) once. */
+int main(int argc, char **argv) {
+  Job *jobs = NULL;
+  int n = 0, timing = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    Job *j = n ? &jobs[n - 1] : NULL;
+    int has_value = i + 1 < argc;
+    if (!strcmp(a, "--timing")) timing = 1;
+    else if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
+    else if (a[0] != '-') {
+      jobs = xrealloc(jobs, (n + 1) * sizeof *jobs);
+      jobs[n++] = (Job){a, "serving_default", NULL, NULL, 0, 0};
+    } else if (!j) {
+      fprintf(stderr, "loader: error: %s before any VERSION_DIR\n", a);
+      usage();
+    } else if (!strcmp(a, "--signature") && has_value) j->signature = argv[++i];
+    else if (!strcmp(a, "--inputs") && has_value) j->inputs = argv[++i];
+    else if (!strcmp(a, "--out") && has_value) j->out = argv[++i];
+    else if (!strcmp(a, "--warmup")) j->warmup = 1;
+    else if (!strcmp(a, "--no-init")) j->no_init = 1;
+    else {
+      fprintf(stderr, "loader: error: unexpected argument %s\n", a);
+      usage();
+    }
+  }
+  if (!n) usage();
+  TF_Status *status = TF_NewStatus();
+  for (int i = 0; i < n; i++) {
+    error_context = n > 1 ? jobs[i].dir : NULL;
+    run_job(&jobs[i], status, timing);
+  }
+  TF_DeleteStatus(status);
+  free(jobs);
   return 0;
 }
