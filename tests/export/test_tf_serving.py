@@ -22,7 +22,14 @@ import pytest
 import tfrec
 from export.artifact import ExportError, export_model
 from export.parity import as_input_dtype, compare
-from export.tfserving import LoaderError, build_loader, run, run_loader, run_many
+from export.tfserving import (
+    LoaderError,
+    build_loader,
+    run,
+    run_loader,
+    run_many,
+    signatures,
+)
 from export.warmup import WARMUP_FILE, read_warmup, write_warmup
 from tfrec.registry import model_info
 
@@ -176,6 +183,21 @@ def test_init_op_is_what_initialises_tables(loaded):
     n = loaded("neumf")
     out = run_loader(n["path"], n["feed"], no_init=True)
     np.testing.assert_array_equal(out["score"], n["fresh"]["score"])
+
+
+def test_loader_reads_the_signature_the_manifest_states(loaded):
+    """The loader's own MetaGraphDef reader (no libprotobuf) finds the manifest's
+    inputs and outputs with their dtypes and a dynamic batch axis (-1)."""
+    r = loaded("wide_deep")
+    sig = signatures(r["path"])["serving_default"]
+    for kind in ("inputs", "outputs"):
+        got = {k: (dtype, shape) for k, (_, dtype, shape) in sig[kind].items()}
+        want = {
+            s["name"]: (s["dtype"], tuple(-1 if d is None else d for d in s["shape"]))
+            for s in r["manifest"][kind]
+        }
+        assert got == want
+    assert {d for _, d, _ in sig["inputs"].values()} == {"string", "int64", "float32"}
 
 
 def test_bad_version_dirs(loaded, tmp_path):
