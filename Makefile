@@ -19,7 +19,7 @@ EPOCHS  ?= 6
 USER_ID ?= 1
 SEEDS   ?= 0 1 2
 
-.PHONY: install run test bench export lint clean loader reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec \
+.PHONY: install js-tools run test bench export lint clean loader reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec \
 	reproduce-deep reproduce-autoencoders reproduce-wide-deep reproduce-youtube run-youtube
 
 install: $(VENV)/.installed
@@ -37,8 +37,24 @@ run: install
 	$(BIN)/tfrec export $(RUN_DIR) --name neumf
 	$(BIN)/tfrec recommend --artifact saved_models/neumf --user $(USER_ID) --k 10
 
-test: install
+test: install js-tools
 	$(BIN)/python -m pytest -q
+
+# What the Node and browser checks of the ONNX exports need (tests/export/
+# test_node_runtime.py, test_browser.py): Debian chromium (the real binary, driven
+# by playwright-core; never `npx playwright install`) and the pinned npm packages.
+# onnxruntime-node's install script fetches CUDA files from an unreachable host:
+# ONNXRUNTIME_NODE_INSTALL=skip (its CPU binaries are bundled).
+CHROMIUM := /usr/lib/chromium/chromium
+
+js-tools: js/node_modules/.installed
+	test -x $(CHROMIUM) || (apt-get update -q && apt-get install -y -q chromium)
+	test -x $(CHROMIUM)
+
+js/node_modules/.installed: js/package.json js/package-lock.json
+	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
+	cd js && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+	touch $@
 
 export: install
 	test -f $(RUN_DIR)/model.keras || $(MAKE) run
@@ -73,10 +89,7 @@ reproduce-item2vec: install
 reproduce-deep: reproduce-autoencoders reproduce-wide-deep reproduce-youtube
 
 reproduce-autoencoders: install
-	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS) \
-		--only autorec_item autorec_user cdae neumf mf
-	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS) \
-		--only autorec_deep --datasets ml-1m --append
+	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS)
 
 reproduce-wide-deep: install
 	$(BIN)/python scripts/reproduce_wide_deep.py --seeds $(SEEDS)

@@ -6,6 +6,7 @@ Layout (TF Serving's model base path convention)::
         saved_model.pb, variables/, fingerprint.pb   signature "serving_default"
         model.onnx                                   converted from that signature
         manifest.json                                specs, versions, parity report
+        golden.npz, golden.json                      a fixed batch and Keras' outputs
         vocab/                                       optional id tables (extra_files)
 
 The version folder is built under ``<base_dir>/<name>/.tmp-<version>-<pid>-<rand>``
@@ -237,6 +238,7 @@ def write_version(
     with both runtimes on ``make_batches()``. The version folder is built under
     a hidden temporary name and renamed into place only when parity passes.
     """
+    from export.golden import write_golden
     from export.parity import check_parity, load_saved_model_tf1
     from export.warmup import write_warmup
 
@@ -284,6 +286,9 @@ def write_version(
         report["tolerance"] = {"atol": atol, "rtol": rtol, "reason": tolerance_reason}
         report["batch_sizes"] = list(batch_sizes)
         report["batches"] = len(batches)
+        golden = write_golden(  # golden.npz/.json: rows of the last sized batch
+            tmp, reference, batches[len(batch_sizes) - 1], ins, atol=atol, rtol=rtol
+        )
         manifest = {
             "name": name,
             "version": version,
@@ -303,6 +308,7 @@ def write_version(
             )
             + [MANIFEST],
             "parity": report,
+            "golden": golden,
         }
         atomic_write_json(tmp / MANIFEST, manifest)
         if not (report["onnx"]["passed"] and report["saved_model"]["passed"]):
