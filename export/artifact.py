@@ -7,6 +7,7 @@ Layout (TF Serving's model base path convention)::
         model.onnx                                   converted from that signature
         manifest.json                                specs, versions, parity report
         golden.npz, golden.json                      a fixed batch and Keras' outputs
+        assets.extra/tf_serving_warmup_requests      TF Serving warm-up (export.warmup)
         vocab/                                       optional id tables (extra_files)
 
 The version folder is built under ``<base_dir>/<name>/.tmp-<version>-<pid>-<rand>``
