@@ -36,6 +36,7 @@ from tfrec.registry import model_info
 MODELS = tfrec.list_models()
 _BIT_IDENTICAL: dict[str, bool] = {}
 _LOADER_SECONDS: dict[str, float] = {}
+_MAX_DIFF: dict[str, float] = {}
 
 
 def saved_model_tolerance(name: str) -> tuple[float, float]:
@@ -119,6 +120,7 @@ def test_loader_matches_keras(loaded, name):
     assert report["passed"], report
     assert all(r["fresh"][k].shape[0] == 5 for k in ref)
     _BIT_IDENTICAL[name] = all(np.array_equal(ref[k], r["fresh"][k]) for k in ref)
+    _MAX_DIFF[name] = report["max_abs_diff"]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -168,7 +170,9 @@ def test_bit_identical_count():
     print(
         f"\nTF Serving loader vs Keras: {len(exact)}/{len(_BIT_IDENTICAL)} models "
         f"bit-identical; within tolerance only: "
-        f"{sorted(set(_BIT_IDENTICAL) - set(exact))}; loader: {_LOADER_SECONDS}"
+        f"{sorted(set(_BIT_IDENTICAL) - set(exact))}; largest |diff| "
+        f"{max(_MAX_DIFF.values()):.3g} ({max(_MAX_DIFF, key=_MAX_DIFF.get)}); "
+        f"loader: {_LOADER_SECONDS}"
     )
     assert len(exact) >= 1
 
