@@ -19,7 +19,7 @@ EPOCHS  ?= 6
 USER_ID ?= 1
 SEEDS   ?= 0 1 2
 
-.PHONY: install js-tools run test bench export lint clean reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec \
+.PHONY: install js-tools run test bench export lint clean loader reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec \
 	reproduce-deep reproduce-autoencoders reproduce-wide-deep reproduce-youtube run-youtube
 
 install: $(VENV)/.installed
@@ -59,6 +59,13 @@ js/node_modules/.installed: js/package.json js/package-lock.json
 export: install
 	test -f $(RUN_DIR)/model.keras || $(MAKE) run
 	$(BIN)/tfrec export $(RUN_DIR) --name neumf
+
+# TF Serving's load path (C API) check program; the tests build their own cached copy
+# (export.tfserving.build_loader), so `make test` does not need this target.
+loader: build/tfserving_loader
+
+build/tfserving_loader: export/tfserving/loader.c export/tfserving/__init__.py | install
+	$(BIN)/python -m export.tfserving $@
 
 bench: install
 	$(BIN)/python scripts/bench.py

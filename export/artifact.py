@@ -7,6 +7,7 @@ Layout (TF Serving's model base path convention)::
         model.onnx                                   converted from that signature
         manifest.json                                specs, versions, parity report
         golden.npz, golden.json                      a fixed batch and Keras' outputs
+        assets.extra/tf_serving_warmup_requests      TF Serving warm-up (export.warmup)
         vocab/                                       optional id tables (extra_files)
 
 The version folder is built under ``<base_dir>/<name>/.tmp-<version>-<pid>-<rand>``
@@ -240,6 +241,7 @@ def write_version(
     """
     from export.golden import write_golden
     from export.parity import check_parity, load_saved_model_tf1
+    from export.warmup import write_warmup
 
     if not (atol >= 0 and rtol >= 0):
         raise ExportError(
@@ -271,6 +273,7 @@ def write_version(
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
         batches = make_batches()
+        warmup = write_warmup(tmp, name, batches[: len(batch_sizes)])
         report = check_parity(
             reference,
             saved_model_dir=tmp,
@@ -299,6 +302,7 @@ def write_version(
             "signature": "serving_default",
             "onnx": {"file": ONNX_FILE, "opset": opset},
             "oov_policy": oov_policy,
+            "warmup": warmup,
             "versions": _versions(),
             "files": sorted(
                 str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
