@@ -261,6 +261,32 @@ def synthetic_histories(seed: int = 0, *, num_users: int = 40, num_items: int = 
                    _item_names(inter, split.item_ids))
 
 
+def as_interaction_split(data: HistoryData):
+    """``data``'s time split as a user-item `tfrec.data.splits.Split` (split
+    ``last`` of the interaction recipes): ``train`` is the fit part, ``valid``
+    each user's latest training interaction, ``test`` the test next items, all
+    with ``data``'s indices. Its full-ranking test protocol (training and
+    validation items excluded) is the history recipes' one, so MF and the
+    YouTube / MV-DNN models are compared on the same users, items and labels."""
+    from tfrec.data.splits import Split
+
+    def part(rows):
+        return {k: rows[k] for k in ("user_id", "item_id", "rating")}
+
+    s = data.split
+    return Split(
+        name=s.name,
+        num_users=s.num_users,
+        num_items=s.num_items,
+        train=part(data.fit.train),
+        valid=part(data.fit.test),
+        test=part(s.test),
+        user_ids=np.asarray(data.user_raw),
+        item_ids=np.asarray(data.item_raw),
+        item_names=list(data.item_names),
+    )
+
+
 def describe(data: HistoryData) -> str:
     s = data.split
     return (
