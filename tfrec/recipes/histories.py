@@ -48,6 +48,9 @@ class HistoryData:
         item_names: Title of each item index ("" when unknown).
         demographics: Whether ``content`` holds real demographic codes.
         has_content: Whether the items have real genres / title tokens.
+        max_length: History window of a request (the run's ``max_length``:
+            the recipes set it when they load the data; ``vocab`` saves it, so
+            ``recommend`` serves the window the model trained on).
     """
 
     split: TimeSplit
@@ -58,6 +61,7 @@ class HistoryData:
     item_names: list
     demographics: bool = True
     has_content: bool = True
+    max_length: int = 50
 
     @property
     def name(self) -> str:
@@ -322,6 +326,7 @@ def vocab(data: HistoryData) -> Vocab:
         seen=history_order(data.split),
     )
     out.tables = serving_tables(data)
+    out.tables["max_length"] = np.int64(data.max_length)
     return out
 
 
