@@ -95,15 +95,13 @@ reproduce-wide-deep: install
 	$(BIN)/python scripts/reproduce_wide_deep.py --seeds $(SEEDS)
 
 reproduce-youtube: install
-	$(BIN)/python scripts/reproduce_youtube.py --seeds $(SEEDS) --export
-	$(BIN)/python scripts/reproduce_youtube.py --seeds $(SEEDS) --ranking-holdout 20 \
-		--skip mv_dnn mf --append
+	$(BIN)/python scripts/reproduce_youtube.py --seeds $(SEEDS) --threads 1 --export
 
 # Two-stage YouTube serving: retrieve 100 with the TFRS BruteForce index, drop seen
 # items, rank by expected watch time (trains a seed-0 pipeline first if none is exported).
 run-youtube: install
 	test -d saved_models/youtube || $(BIN)/python scripts/reproduce_youtube.py --seeds 0 \
-		--export --skip mv_dnn mf --out runs/youtube-s0
+		--only youtube --export --out runs/youtube-s0 --report runs/youtube-s0/report
 	$(BIN)/tfrec recommend --pipeline youtube --artifact saved_models/youtube \
 		--user $(USER_ID) --k 10
 

@@ -125,20 +125,27 @@ class PipelineTables:
         return cls(**data)
 
     def encode_user(self, raw_user_id) -> int:
-        try:
-            raw = int(raw_user_id)
-        except (TypeError, ValueError):
-            raise DataError(
-                f"User ids are integers; received {raw_user_id!r}."
-            ) from None
-        pos = int(np.searchsorted(self.user_ids, raw))
-        if pos >= len(self.user_ids) or self.user_ids[pos] != raw:
+        """The index of a raw user id: an int (or its text, ``"42"``) when the
+        vocabulary holds integers, else the id's text (``"u_17"``)."""
+        ids = np.asarray(self.user_ids)
+        if ids.dtype.kind in "iu":
+            try:
+                raw = int(str(raw_user_id).strip())
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"Unknown user {raw_user_id!r}: this pipeline's user ids are "
+                    f"integers ({len(ids)} users, ids {ids.min()}..{ids.max()})."
+                ) from None
+        else:
+            raw = str(raw_user_id)
+        hits = np.flatnonzero(ids == raw)
+        if hits.size == 0:
+            shown = ", ".join(str(u) for u in ids[:3])
             raise DataError(
                 f"Unknown user {raw_user_id!r}: not in the training vocabulary "
-                f"({len(self.user_ids)} users, ids {self.user_ids[0]}.."
-                f"{self.user_ids[-1]})."
+                f"({len(ids)} users, e.g. {shown})."
             )
-        return pos
+        return int(hits[0])
 
     def histories(self, users, now=None) -> tuple[np.ndarray, np.ndarray]:
         """Left-padded ``(item_history, history_timestamp)`` before ``now``."""
@@ -269,7 +276,7 @@ def chain(
     order = np.argsort(-odds, kind="stable")[:k]
     return [
         {
-            "item_id": int(tables.item_ids[ids[j]]),
+            "item_id": np.asarray(tables.item_ids)[ids[j]].item(),
             "title": str(tables.item_names[ids[j]]),
             "odds": float(odds[j]),
             "score": float(prob[j]),

@@ -21,6 +21,10 @@ INTERACTION_DATASETS = ("movielens-100k", "movielens-1m", "ncf-ml-1m")
 
 
 def load_split(source: DataSource, default_split: str = "leave_one_out"):
+    if (source.split or default_split) == "last":
+        from tfrec.recipes.histories import as_interaction_split, load_histories
+
+        return as_interaction_split(load_histories(source))
     from tfrec.data.sources import interaction_split
 
     return interaction_split(source, default_split=default_split)
