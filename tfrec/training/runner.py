@@ -36,7 +36,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfrec.io import atomic_write_json, jsonable
+from tfrec.io import atomic_write_json, jsonable, save_keras_atomic, save_weights_atomic
 from tfrec.recipes.base import DataSource, Recipe, ServingGraph, StagePlan, Vocab
 from tfrec.registry import model_info
 from tfrec.training.fingerprint import (
@@ -201,7 +201,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         name = f"ckpt-{self._current_epoch}-{self._last_batch_seen}"
         folder = self._root / name
         tmp = Path(tempfile.mkdtemp(dir=self._root, prefix=f".{name}."))
-        self.model.save_weights(str(tmp / "latest.weights.h5"), overwrite=True)
+        save_weights_atomic(self.model, tmp / "latest.weights.h5")
         (tmp / "training_metadata.json").write_text(
             json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
         )
@@ -244,18 +244,8 @@ class _Quiet(keras.callbacks.Callback):
 
 
 def save_model_atomic(model, path: Path) -> None:
-    """``model.save`` to a temporary ``.keras`` beside ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``model.save`` built in memory, written to ``path`` atomically."""
+    save_keras_atomic(model, path)
 
 
 def _atomic_dir(target: Path, write) -> None:
@@ -648,7 +638,7 @@ def _clear_run(run_dir: Path) -> None:
 def _save_stage(plan: StagePlan, folder: Path) -> None:
     def write(tmp: Path) -> None:
         for name, m in plan.models.items():
-            m.save_weights(tmp / f"{name}.weights.h5")
+            save_weights_atomic(m, tmp / f"{name}.weights.h5")
         if plan.arrays:
             np.savez(tmp / "arrays.npz", **plan.arrays)
         (tmp / "stage.json").write_text(json.dumps({"best_epoch": plan.best_epoch}))
@@ -682,7 +672,7 @@ def save_serving(serving: dict[str, ServingGraph], run_dir: Path, main: str) -> 
     """``serving/<name>.keras`` + ``serving.json`` and ``model.keras`` (main)."""
     def write(tmp: Path) -> None:
         for name, graph in serving.items():
-            graph.model.save(tmp / f"{name}.keras")
+            save_keras_atomic(graph.model, tmp / f"{name}.keras")
         atomic_write_json(
             tmp / "serving.json",
             {"main": main, "graphs": {n: g.kwargs for n, g in serving.items()}},
