@@ -99,6 +99,8 @@ def _read_raw(path: Path) -> pd.DataFrame:
             keep_default_na=False,
             skipinitialspace=True,
         )
+    except DataError:
+        raise
     except pd.errors.EmptyDataError as err:
         raise DataError(f"{path}: the file is empty.") from err
     except pd.errors.ParserError as err:
