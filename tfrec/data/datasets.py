@@ -682,7 +682,9 @@ def dataset_dir(
     ``$TFREC_DATA_DIR/<name>/``, then the cache ``$TFREC_CACHE_DIR/<name>/``
     (default ``~/.cache/tfrec``), and finally downloads into the cache with
     checksum verification. A folder may hold the files directly or in the
-    archive's sub-folder (``ml-100k/``, ``ml-1m/``).
+    archive's sub-folder (``ml-100k/``, ``ml-1m/``). Finding a folder checks
+    only that the files exist: every loader verifies each file it reads
+    against the catalogue (`verify_file`).
 
     Args:
         name: Catalogue name, one of `list_datasets()`.
