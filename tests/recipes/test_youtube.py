@@ -133,7 +133,7 @@ def test_own_file_errors_name_the_file_and_column(tmp_path):
     path.write_text("user,item\nu1,a\nu1,b\nu1,c\n")
     with pytest.raises(DataError, match="'time'"):
         RECIPE.load_data(DataSource(file=str(path)), RECIPE.Config())
-    path.write_text("user,item,time\nu1,a,1\nu1,b,2\nu1,a,3\n")
+    path.write_text("user,item,time\nu1,a,1\nu1,b,2\nu1,c,3\nu2,c,1\nu2,a,2\nu2,b,3\n")
     content = tmp_path / "c.csv"
     content.write_text("item,genres\na,Drama\n")
     with pytest.raises(DataError, match="no content row"):

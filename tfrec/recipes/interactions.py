@@ -47,7 +47,10 @@ def describe_split(split) -> str:
     if split.valid is not None:
         parts.append(f"{len(split.valid['user_id'])} validation")
     parts.append(f"{len(split.test['user_id'])} test rows")
-    return ", ".join(parts)
+    from tfrec.data.splits import describe_dropped
+
+    dropped = describe_dropped(getattr(split, "dropped", None) or {})
+    return ", ".join(parts) + (f"; {dropped}" if dropped else "")
 
 
 def split_vocab(split) -> Vocab:

@@ -40,38 +40,33 @@ def file_digest(path: str | os.PathLike) -> str:
     return _DIGESTS[key]
 
 
-def source_paths(source) -> list[Path]:
-    """The files a `DataSource` reads: the user's files, or the catalogue set's
-    required files in the folder it is read from."""
+def source_entries(source) -> list[dict]:
+    """The files a `DataSource` reads, each ``{path, sha256, size}``: the user's
+    files, or the catalogue set's files in the folder it is read from (each
+    verified against the catalogue checksum by `source_files`)."""
     if source is None:
         return []
+    found: list[tuple[str, str, int]] = []
     if source.file:
-        paths = [Path(source.file)]
-        if source.content:
-            paths.append(Path(source.content))
-        return paths
-    from tfrec.data import datasets as D
+        found.append(_entry(Path(source.file)))
+    else:
+        from tfrec.data.datasets import source_files
 
-    spec = D.DATASETS[source.dataset]
-    folder = D.dataset_dir(source.dataset, source.data_dir, download=False)
-    root, _ = D._resolve_layout(spec, Path(folder))
-    root = Path(root or folder)
-    found = [D._find_file(spec.name, root, rel) for rel in spec.required]
-    paths = [p for p in found if p is not None]
+        found += source_files(source.dataset, source.data_dir)
     if source.content:
-        paths.append(Path(source.content))
-    return paths
+        found.append(_entry(Path(source.content)))
+    return [{"path": p, "sha256": h, "size": n} for p, h, n in found]
+
+
+def _entry(path: Path) -> tuple[str, str, int]:
+    return str(path.resolve()), file_digest(path), path.stat().st_size
 
 
 def data_fingerprint(source, recipe, loaded) -> dict:
     """What the run was trained on: files (path, sha256, size) and sizes."""
-    files = [
-        {"path": str(p.resolve()), "sha256": file_digest(p), "size": p.stat().st_size}
-        for p in source_paths(source)
-    ]
     vocab = recipe.vocab(loaded)
     return {
-        "files": files,
+        "files": source_entries(source),
         "describe": recipe.describe(loaded),
         "num_users": len(vocab.users) if vocab.users is not None else None,
         "num_items": len(vocab.items) if vocab.items is not None else None,
