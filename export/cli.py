@@ -28,6 +28,7 @@ def export_run(
     version: int | None = None,
     verbose: bool = True,
     graphs: list[str] | None = None,
+    keep: int | None = None,
 ) -> dict[str, Path]:
     """Exports every serving graph of a finished run, each with its parity check.
 
@@ -39,19 +40,36 @@ def export_run(
         version: Version number (default: the next free one per folder).
         verbose: Print the parity report of each graph.
         graphs: Only these graphs (default: all of them).
+        keep: After each successful export, keep only the newest ``keep``
+            versions of that folder (default: keep all).
 
     Returns:
         ``{graph name: version folder}``. Each version holds the SavedModel,
         ``model.onnx``, ``manifest.json`` (inputs described, OOV policy, parity)
         and the run's ``vocab/``, so serving needs nothing else.
-    """
-    from export.artifact import export_model
-    from tfrec import model_info
-    from tfrec.training.runner import load_run
 
+    Raises:
+        ValueError: a bad ``name`` or ``keep``; ExportError: a target that is a
+            file, not a tfrec export folder, or not writable. Both before any work.
+    """
+    from export.artifact import (
+        check_export_name,
+        check_export_target,
+        check_keep,
+        export_model,
+        prune_versions,
+    )
+
+    keep = check_keep(keep)
+    if name is not None:
+        check_export_name(name)
+    check_export_target(base_dir, name)
     run_dir = Path(getattr(run, "run_dir", run) or "")
     if not str(run_dir) or str(run_dir) == ".":
         raise ValueError("This run was trained in memory (no out=); nothing to export.")
+    from tfrec import model_info
+    from tfrec.training.runner import load_run
+
     serving, record = load_run(run_dir)
     recipe = model_info(record["model"]).recipe
     if graphs:
@@ -62,6 +80,8 @@ def export_run(
             )
         serving = {g: serving[g] for g in graphs}
     folders = _folder_names(serving, record["main"], name)
+    for folder in folders.values():
+        check_export_target(base_dir, folder)
     vocab = run_dir / "vocab"
     extra = {
         f"vocab/{p.name}": p
@@ -104,6 +124,11 @@ def export_run(
                 )
             tol = report["tolerance"]
             print(f"  tolerance atol={tol['atol']} rtol={tol['rtol']} ({tol['reason']})")
+        if keep is not None:
+            removed = prune_versions(path.parent, keep)
+            if verbose and removed:
+                print(f"  kept the newest {keep} version(s) of {path.parent}; removed "
+                      f"{', '.join(map(str, removed))}")
     return paths
 
 
@@ -115,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", type=int, default=None)
     parser.add_argument("--graph", action="append", default=None,
                         help="export only this serving graph (repeatable)")
+    parser.add_argument("--keep", type=int, default=None, metavar="N",
+                        help="after the export, keep only the newest N versions")
     args = parser.parse_args(argv)
     from tfrec.console import quiet
 
@@ -122,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_run(
             args.run, name=args.name, base_dir=args.base_dir, version=args.version,
-            graphs=args.graph,
+            graphs=args.graph, keep=args.keep,
         )
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""

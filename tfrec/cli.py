@@ -261,7 +261,7 @@ def cmd_export(args) -> int:
     quiet()
     paths = export_run(
         args.run, name=args.name, base_dir=args.base_dir, version=args.version,
-        graphs=args.graph,
+        graphs=args.graph, keep=args.keep,
     )
     import json
 
@@ -298,6 +298,16 @@ def _print_recs(recs, header, vocab):
         print(f"  {rank:>2}. item {item:<8} score={score:.4f}{title}")
 
 
+def _note_if_short(got: int, k: int, why: str) -> None:
+    """Says so when fewer than ``k`` items could be returned."""
+    if got < k:
+        print(f"Note: only {got} item(s) can be returned, not --k {k}: {why}.")
+
+
+_EXCLUDED = ("every other item is excluded (seen by this user, or the query's own "
+             "items); --include-seen lists seen items too")
+
+
 def cmd_recommend(args) -> int:
     from tfrec.console import quiet
 
@@ -329,6 +339,7 @@ def cmd_recommend(args) -> int:
     shown = ",".join(query) if kind == "session" else query
     what = {"user": f"user {shown}", "session": f"session {shown}", "item": f"item {shown}"}
     _print_recs(recs, f"Top-{args.k} for {what[kind]} from run {args.run} (Keras):", vocab)
+    _note_if_short(len(recs), args.k, _EXCLUDED)
     return 0
 
 
@@ -359,6 +370,7 @@ def _recommend_artifact(args, kind, query) -> int:
     )
     _print_recs(recs, f"Top-{args.k} for user {query} from {exported.path} "
                 f"({args.runtime}):", vocab)
+    _note_if_short(len(recs), args.k, _EXCLUDED)
     return 0
 
 
@@ -388,6 +400,8 @@ def _recommend_pipeline(args) -> int:
             f"  {rank:>2}. item {rec['item_id']:<6} odds={rec['odds']:.4f} "
             f"p={rec['score']:.4f}{title}"
         )
+    _note_if_short(len(recs), args.k, f"the candidate stage retrieves {k_cand} items "
+                   "and the ones this user has seen are dropped")
     return 0
 
 
@@ -467,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--version", type=int, default=None)
     x.add_argument("--graph", action="append", default=None,
                    help="only this serving graph (repeatable)")
+    x.add_argument("--keep", type=int, default=None, metavar="N",
+                   help="after a successful export keep only the newest N versions")
 
     r = sub.add_parser("recommend", help="top-K items for a user, session or item")
     r.add_argument("--run", default=None)

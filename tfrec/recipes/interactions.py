@@ -101,13 +101,25 @@ def item_index(vocab: Vocab, item) -> int:
 
 
 def top_k(scores: np.ndarray, vocab: Vocab, k: int, exclude=()) -> list[tuple[Any, float]]:
-    """The ``k`` best ``(raw item id, score)``; ``exclude`` indices never appear."""
-    scores = np.asarray(scores, np.float64).copy()
+    """The ``k`` best ``(raw item id, score)``, best first; ``exclude`` indices
+    never appear, nor do items without a finite score.
+
+    The one top-K of every recipe's ``recommend``. When fewer than ``k`` items
+    remain, all of them are returned (the caller sees ``len(result) < k``; the CLI
+    says so). Ties keep the item order.
+
+    Raises:
+        ValueError: ``k`` is not a positive int.
+    """
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"`k` must be a positive int. Received: k={k!r}")
+    scores = np.asarray(scores, np.float64).reshape(-1).copy()
     exclude = np.asarray(list(exclude), np.int64)
     if exclude.size:
+        exclude = exclude[(exclude >= 0) & (exclude < scores.size)]
         scores[exclude] = -np.inf
     valid = np.flatnonzero(np.isfinite(scores))
-    order = valid[np.argsort(-scores[valid], kind="stable")][:k]
+    order = valid[np.argsort(-scores[valid], kind="stable")][: int(k)]
     return [(vocab.items[i], float(scores[i])) for i in order]
 
 
