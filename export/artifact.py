@@ -464,7 +464,9 @@ def export_model(
     Raises:
         ExportError: conversion or parity failed, or the version exists; nothing
             was written in that case.
+        ValueError: a bad ``name`` (checked before any work).
     """
+    check_export_target(base_dir, name)
     ins, outs = model_io_specs(model)
     for spec in ins:
         if input_notes and spec["name"] in input_notes:

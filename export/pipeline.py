@@ -77,6 +77,7 @@ def export_module(
     """
     import tensorflow as tf
 
+    check_export_target(base_dir, name)
     ins = _module_specs(module)
 
     def make_batches():
