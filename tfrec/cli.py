@@ -304,8 +304,11 @@ def _note_if_short(got: int, k: int, why: str) -> None:
         print(f"Note: only {got} item(s) can be returned, not --k {k}: {why}.")
 
 
-_EXCLUDED = ("every other item is excluded (seen by this user, or the query's own "
-             "items); --include-seen lists seen items too")
+def _why_short(args) -> str:
+    if args.include_seen:
+        return "that is every item the model can recommend here"
+    return ("every other item is excluded (seen by this user, or the query's own "
+            "items); --include-seen lists seen items too")
 
 
 def cmd_recommend(args) -> int:
@@ -339,7 +342,7 @@ def cmd_recommend(args) -> int:
     shown = ",".join(query) if kind == "session" else query
     what = {"user": f"user {shown}", "session": f"session {shown}", "item": f"item {shown}"}
     _print_recs(recs, f"Top-{args.k} for {what[kind]} from run {args.run} (Keras):", vocab)
-    _note_if_short(len(recs), args.k, _EXCLUDED)
+    _note_if_short(len(recs), args.k, _why_short(args))
     return 0
 
 
@@ -370,7 +373,7 @@ def _recommend_artifact(args, kind, query) -> int:
     )
     _print_recs(recs, f"Top-{args.k} for user {query} from {exported.path} "
                 f"({args.runtime}):", vocab)
-    _note_if_short(len(recs), args.k, _EXCLUDED)
+    _note_if_short(len(recs), args.k, _why_short(args))
     return 0
 
 

@@ -456,6 +456,10 @@ def test_recommend_k_above_the_unseen_items(run_dir, exported, capsys, source):
     assert "-inf" not in out
     assert f"Note: only {unseen} item(s) can be returned, not --k 500" in out
     code, out, _ = _run(capsys, "recommend", f"--{source}", where, "--user",
+                        vocab.users[0], "--k", "500", "--include-seen")
+    assert code == 0 and out.count(". item ") == len(vocab.items)
+    assert "can be returned, not --k 500: that is every item" in out
+    code, out, _ = _run(capsys, "recommend", f"--{source}", where, "--user",
                         vocab.users[0], "--k", "3")
     assert code == 0 and "Note:" not in out and out.count(". item ") == 3
     code, _, err = _run(capsys, "recommend", f"--{source}", where, "--user",
