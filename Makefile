@@ -19,7 +19,7 @@ EPOCHS  ?= 6
 USER_ID ?= 1
 SEEDS   ?= 0 1 2
 
-.PHONY: install run test bench export lint clean reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec \
+.PHONY: install js-tools run test bench export lint clean loader reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec \
 	reproduce-deep reproduce-autoencoders reproduce-wide-deep reproduce-youtube run-youtube
 
 install: $(VENV)/.installed
@@ -37,12 +37,35 @@ run: install
 	$(BIN)/tfrec export $(RUN_DIR) --name neumf
 	$(BIN)/tfrec recommend --artifact saved_models/neumf --user $(USER_ID) --k 10
 
-test: install
+test: install js-tools
 	$(BIN)/python -m pytest -q
+
+# What the Node and browser checks of the ONNX exports need (tests/export/
+# test_node_runtime.py, test_browser.py): Debian chromium (the real binary, driven
+# by playwright-core; never `npx playwright install`) and the pinned npm packages.
+# onnxruntime-node's install script fetches CUDA files from an unreachable host:
+# ONNXRUNTIME_NODE_INSTALL=skip (its CPU binaries are bundled).
+CHROMIUM := /usr/lib/chromium/chromium
+
+js-tools: js/node_modules/.installed
+	test -x $(CHROMIUM) || (apt-get update -q && apt-get install -y -q chromium)
+	test -x $(CHROMIUM)
+
+js/node_modules/.installed: js/package.json js/package-lock.json
+	command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
+	cd js && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+	touch $@
 
 export: install
 	test -f $(RUN_DIR)/model.keras || $(MAKE) run
 	$(BIN)/tfrec export $(RUN_DIR) --name neumf
+
+# TF Serving's load path (C API) check program; the tests build their own cached copy
+# (export.tfserving.build_loader), so `make test` does not need this target.
+loader: build/tfserving_loader
+
+build/tfserving_loader: export/tfserving/loader.c export/tfserving/__init__.py | install
+	$(BIN)/python -m export.tfserving $@
 
 bench: install
 	$(BIN)/python scripts/bench.py
@@ -66,24 +89,19 @@ reproduce-item2vec: install
 reproduce-deep: reproduce-autoencoders reproduce-wide-deep reproduce-youtube
 
 reproduce-autoencoders: install
-	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS) \
-		--only autorec_item autorec_user cdae neumf mf
-	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS) \
-		--only autorec_deep --datasets ml-1m --append
+	$(BIN)/python scripts/reproduce_autoencoders.py --seeds $(SEEDS)
 
 reproduce-wide-deep: install
 	$(BIN)/python scripts/reproduce_wide_deep.py --seeds $(SEEDS)
 
 reproduce-youtube: install
-	$(BIN)/python scripts/reproduce_youtube.py --seeds $(SEEDS) --export
-	$(BIN)/python scripts/reproduce_youtube.py --seeds $(SEEDS) --ranking-holdout 20 \
-		--skip mv_dnn mf --append
+	$(BIN)/python scripts/reproduce_youtube.py --seeds $(SEEDS) --threads 1 --export
 
 # Two-stage YouTube serving: retrieve 100 with the TFRS BruteForce index, drop seen
 # items, rank by expected watch time (trains a seed-0 pipeline first if none is exported).
 run-youtube: install
 	test -d saved_models/youtube || $(BIN)/python scripts/reproduce_youtube.py --seeds 0 \
-		--export --skip mv_dnn mf --out runs/youtube-s0
+		--only youtube --export --out runs/youtube-s0 --report runs/youtube-s0/report
 	$(BIN)/tfrec recommend --pipeline youtube --artifact saved_models/youtube \
 		--user $(USER_ID) --k 10
 

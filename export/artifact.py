@@ -6,6 +6,8 @@ Layout (TF Serving's model base path convention)::
         saved_model.pb, variables/, fingerprint.pb   signature "serving_default"
         model.onnx                                   converted from that signature
         manifest.json                                specs, versions, parity report
+        golden.npz, golden.json                      a fixed batch and Keras' outputs
+        assets.extra/tf_serving_warmup_requests      TF Serving warm-up (export.warmup)
         vocab/                                       optional id tables (extra_files)
 
 The version folder is built under ``<base_dir>/<name>/.tmp-<v>-<host>-<pid>-<rand>``
@@ -535,7 +537,9 @@ def write_version(
     with both runtimes on ``make_batches()``. The version folder is built under
     a hidden temporary name and renamed into place only when parity passes.
     """
+    from export.golden import write_golden
     from export.parity import check_parity, load_saved_model_tf1
+    from export.warmup import write_warmup
 
     if not (atol >= 0 and rtol >= 0):
         raise ExportError(
@@ -560,6 +564,7 @@ def write_version(
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
         batches = make_batches()
+        warmup = write_warmup(tmp, name, batches[: len(batch_sizes)])
         report = check_parity(
             reference,
             saved_model_dir=tmp,
@@ -573,6 +578,9 @@ def write_version(
         report["tolerance"] = {"atol": atol, "rtol": rtol, "reason": tolerance_reason}
         report["batch_sizes"] = list(batch_sizes)
         report["batches"] = len(batches)
+        golden = write_golden(  # golden.npz/.json: rows of the last sized batch
+            tmp, reference, batches[len(batch_sizes) - 1], ins, atol=atol, rtol=rtol
+        )
         manifest = {
             "name": name,
             "version": version,
@@ -585,12 +593,14 @@ def write_version(
             "signature": "serving_default",
             "onnx": {"file": ONNX_FILE, "opset": opset},
             "oov_policy": oov_policy,
+            "warmup": warmup,
             "versions": _versions(),
             "files": sorted(
                 str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
             )
             + [MANIFEST],
             "parity": report,
+            "golden": golden,
         }
         atomic_write_json(tmp / MANIFEST, manifest)
         if not (report["onnx"]["passed"] and report["saved_model"]["passed"]):

@@ -29,6 +29,7 @@ def export_run(
     verbose: bool = True,
     graphs: list[str] | None = None,
     keep: int | None = None,
+    web_demo: bool = False,
 ) -> dict[str, Path]:
     """Exports every serving graph of a finished run, each with its parity check.
 
@@ -42,6 +43,9 @@ def export_run(
         graphs: Only these graphs (default: all of them).
         keep: After each successful export, keep only the newest ``keep``
             versions of that folder (default: keep all).
+        web_demo: Also write ``<version>/web/`` (`export.webdemo`), a browser page
+            running the main graph's ONNX in onnxruntime-web, or the first graph
+            a page can drive (a user-item scorer or a session model).
 
     Returns:
         ``{graph name: version folder}``. Each version holds the SavedModel,
@@ -82,6 +86,7 @@ def export_run(
     folders = _folder_names(serving, record["main"], name)
     for folder in folders.values():
         check_export_target(base_dir, folder)
+    demo = _web_demo_graph(serving, record["main"]) if web_demo else None
     vocab = run_dir / "vocab"
     extra = {
         f"vocab/{p.name}": p
@@ -129,7 +134,35 @@ def export_run(
             if verbose and removed:
                 print(f"  kept the newest {keep} version(s) of {path.parent}; removed "
                       f"{', '.join(map(str, removed))}")
+    if demo is not None:
+        from export.webdemo import write_web_demo
+
+        web = write_web_demo(paths[demo])
+        if verbose:
+            print(f"Web demo of {demo} -> {web}/index.html (serve {paths[demo]} over "
+                  f"http: python -m http.server -d {paths[demo]}, open /web/)")
     return paths
+
+
+def _web_demo_graph(serving: dict, main: str) -> str:
+    """The graph the web demo runs: the main one if a page can drive it. Checked,
+    with the onnxruntime-web files, before anything is exported."""
+    from export.webdemo import demo_kind, ort_web_dist
+
+    ort_web_dist()
+
+    def kind(graph):
+        spec = {"inputs": [{"name": k} for k in graph.model.input]}
+        return demo_kind(spec) if isinstance(graph.model.input, dict) else None
+
+    order = ([main] if main in serving else []) + [g for g in serving if g != main]
+    for g in order:
+        if kind(serving[g]) is not None:
+            return g
+    raise ValueError(
+        f"--web-demo needs a user-item scorer (inputs user_id, item_id) or a session "
+        f"model (session_items); this run's graphs {sorted(serving)} are neither."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="export only this serving graph (repeatable)")
     parser.add_argument("--keep", type=int, default=None, metavar="N",
                         help="after the export, keep only the newest N versions")
+    parser.add_argument("--web-demo", action="store_true",
+                        help="also write <version>/web/, an onnxruntime-web page")
     args = parser.parse_args(argv)
     from tfrec.console import quiet
 
@@ -149,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_run(
             args.run, name=args.name, base_dir=args.base_dir, version=args.version,
-            graphs=args.graph, keep=args.keep,
+            graphs=args.graph, keep=args.keep, web_demo=args.web_demo,
         )
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""

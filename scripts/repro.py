@@ -5,6 +5,11 @@ module trains each row for each seed through ``tfrec.train`` (the one runner, so
 no training logic lives in a script), collects the test metrics the run wrote
 once at the end, and writes ``reports/<name>.{json,md}`` atomically with mean ±
 sd over seeds. ``--append`` keeps the report's rows that are not rerun now.
+
+A row's ``data`` is a catalogue name (None: the preset's), or a callable
+``data(seed, data_dir)`` giving the run's data for that seed (a split the recipe
+cannot build itself, passed in memory); ``split_seed=True`` draws a new split per
+seed (``split_seed = seed``), otherwise every seed trains on the same split.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +32,8 @@ class Row:
     model: str
     preset: str | None = None
     settings: dict = field(default_factory=dict)
-    data: str | None = None
+    data: str | Callable | None = None
+    split_seed: bool = False
 
 
 def parser(description: str, report: str) -> argparse.ArgumentParser:
@@ -55,17 +61,21 @@ def _overrides(pairs: Sequence[str]) -> dict:
     return out
 
 
-def run_rows(rows: Sequence[Row], args) -> list[dict]:
-    """Trains every row for every seed; returns one record per run."""
+def run_rows(rows: Sequence[Row], args, *, callbacks=(), extra=None) -> list[dict]:
+    """Trains every row for every seed; returns one record per run.
+
+    ``callbacks`` go to every ``tfrec.train`` call (measurements, never training
+    logic); ``extra(row, result)`` returns more fields of a run's record (a
+    report's own columns, read from the run)."""
     import tensorflow as tf
 
     import tfrec
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    extra = _overrides(args.set)
+    overrides = _overrides(args.set)
     if args.data_dir:
-        extra["data_dir"] = args.data_dir
+        overrides["data_dir"] = args.data_dir
     records = []
     for row in rows:
         if args.only and row.label not in args.only:
@@ -73,17 +83,26 @@ def run_rows(rows: Sequence[Row], args) -> list[dict]:
         for seed in args.seeds:
             out = Path(args.out) / f"{row.label}-s{seed}"
             started = time.time()
+            settings = {**row.settings, **overrides}
+            if row.split_seed:
+                settings["split_seed"] = seed
+            data = row.data
+            if callable(data):
+                data = data(seed, settings.pop("data_dir", None))
             result = tfrec.train(
-                row.model, row.data, out=out, preset=row.preset, printer=print,
-                **{**row.settings, **extra, "seed": seed},
+                row.model, data, out=out, preset=row.preset, printer=print,
+                callbacks=list(callbacks), **{**settings, "seed": seed},
             )
             record = {
                 "label": row.label, "model": row.model, "preset": row.preset,
-                "settings": {**row.settings, **extra}, "seed": seed,
+                "data": getattr(row.data, "__name__", row.data),
+                "settings": settings, "seed": seed,
                 "epochs_run": len(result.history.get("epochs", [])),
                 "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, dict)},
                 "seconds": round(time.time() - started, 1), "run_dir": str(out),
             }
+            if extra is not None:
+                record.update(extra(row, result))
             print(f"{row.label} seed {seed}: {record['metrics']}", flush=True)
             records.append(record)
     return records

@@ -10,7 +10,6 @@ import pytest
 from tfrec.data.datasets import DataError, Interactions
 from tfrec.data.histories import (
     PAD,
-    ContentTables,
     days_since_same_genre,
     history_mean,
     rolled_back_examples,
@@ -18,7 +17,6 @@ from tfrec.data.histories import (
     time_split,
 )
 from tfrec.evaluation.histories import eval_requests, evaluate_scores, pipeline_scores
-from tfrec.recipes.youtube import train_candidate, train_ranking
 from tfrec.youtube_serving import PipelineTables, YouTubePipeline, chain, keras_fn
 
 DAY = 86400
@@ -133,41 +131,22 @@ def test_evaluate_scores_excludes_training_items_and_ranks_the_label():
 # ------------------------------------------------------------ tiny pipeline
 
 
-def _synthetic(num_users=30, num_items=25, per_user=12, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(num_users):
-        items = rng.choice(num_items, per_user, replace=False)
-        for t, i in enumerate(items):
-            rows.append((u + 1, i + 1, rng.integers(1, 6), 1000 + t * DAY + u))
-    r = np.array(rows)
-    inter = Interactions("synthetic", r[:, 0], r[:, 1], r[:, 2].astype(np.float32),
-                         r[:, 3].astype(np.int64))
-    split = time_split(inter)
-    g = (rng.random((split.num_items, 4)) < 0.4).astype(np.float32)
-    content = ContentTables(
-        item_genres=g,
-        item_title_tokens=(rng.random((split.num_items, 6)) < 0.3).astype(np.float32),
-        item_era=rng.integers(0, 8, split.num_items),
-        user_gender=rng.integers(0, 2, split.num_users),
-        user_age=rng.integers(0, 7, split.num_users),
-        user_occupation=rng.integers(0, 21, split.num_users),
-        vocabs={},
-    )
-    return split, content
-
-
 @pytest.fixture(scope="module")
 def trained():
-    split, content = _synthetic()
-    ex = rolled_back_examples(split, max_length=8)
-    cand = train_candidate(split, content, ex, epochs=1, batch_size=64, num_sampled=8,
-                           model_kwargs={"embedding_dim": 4, "hidden_units": (8,)})
-    rank = train_ranking(split, content, ex, epochs=1, batch_size=128,
-                         candidate_model=cand,
-                         model_kwargs={"embedding_dim": 4, "hidden_units": (6,)})
+    """Both stages trained through the runner on the recipe's tiny histories."""
+    import tfrec
+    from tfrec.registry import model_info
+
+    recipe = model_info("youtube_ranking").recipe
+    data = recipe.synthetic_data(0)
+    settings = {**recipe.test_config, "epochs": 1, "ranking_epochs": 1}
+    result = tfrec.train("youtube_ranking", data, **settings)
+    cand = result.serving["youtube_candidate"].model
+    rank = result.serving["youtube_ranking"].model
+    split, content = data.split, data.content
     names = [f"movie {i}" for i in split.item_ids]
-    tables = PipelineTables.from_split(split, content, max_length=8, item_names=names)
+    tables = PipelineTables.from_split(split, content, max_length=settings["max_length"],
+                                       item_names=names)
     return split, content, YouTubePipeline(cand, rank, tables, num_candidates=10)
 
 
@@ -206,13 +185,36 @@ def test_chain_retrieves_drops_seen_items_and_orders_by_odds(trained):
 
 
 def test_chain_rejects_unknown_users_and_bad_k(trained):
-    _, _, pipe = trained
+    split, _, pipe = trained
     with pytest.raises(DataError, match="Unknown user"):
         pipe.recommend(99999)
     with pytest.raises(DataError, match="integers"):
         pipe.recommend("abc")
     with pytest.raises(ValueError, match="`k`"):
-        pipe.recommend(1, k=0)
+        pipe.recommend(int(split.user_ids[0]), k=0)
+
+
+def test_chain_takes_string_user_and_item_ids(trained):
+    import dataclasses
+
+    split, _, pipe = trained
+    user = int(split.user_ids[3])
+    ref = pipe.recommend(user, k=4)
+    assert [r["item_id"] for r in pipe.recommend(str(user), k=4)] == [
+        r["item_id"] for r in ref
+    ]  # "42" from a command line is user 42
+    tables = dataclasses.replace(
+        pipe.tables,
+        user_ids=np.array([f"u_{u}" for u in split.user_ids]),
+        item_ids=np.array([f"sku-{i}" for i in split.item_ids]),
+    )
+    named = YouTubePipeline(pipe.candidate_model, pipe.ranking_model, tables,
+                            num_candidates=pipe.num_candidates)
+    got = named.recommend(f"u_{user}", k=4)
+    assert [r["item_id"] for r in got] == [f"sku-{r['item_id']}" for r in ref]
+    np.testing.assert_allclose([r["odds"] for r in got], [r["odds"] for r in ref])
+    with pytest.raises(DataError, match=r"Unknown user 'u_x'.*e\.g\. u_"):
+        named.recommend("u_x")
 
 
 def test_missing_feature_columns_are_named(trained):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import os
 import sys
 from pathlib import Path
@@ -187,6 +188,7 @@ def cmd_train(args, extra) -> int:
         preset=args.preset,
         verbose=args.verbose,
         printer=print,
+        overwrite=args.overwrite,
         **settings,
     )
     epochs = len(result.history.get("epochs", []))
@@ -261,7 +263,7 @@ def cmd_export(args) -> int:
     quiet()
     paths = export_run(
         args.run, name=args.name, base_dir=args.base_dir, version=args.version,
-        graphs=args.graph, keep=args.keep,
+        graphs=args.graph, keep=args.keep, web_demo=args.web_demo,
     )
     import json
 
@@ -349,8 +351,8 @@ def cmd_recommend(args) -> int:
 def _recommend_artifact(args, kind, query) -> int:
     """An exported user-item scorer, in onnxruntime or the SavedModel."""
     from export.serving import ExportedModel
+    from tfrec.evaluation.scoring import feed_scorer
     from tfrec.recipes.interactions import recommend_for_user
-    from tfrec.training import feed_scorer
     from tfrec.training.runner import read_vocab
 
     exported = ExportedModel(args.artifact, runtime=args.runtime)
@@ -456,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(t)
     t.add_argument("--out", default=None,
                    help="run directory (default runs/MODEL-DATA-sSEED)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="train afresh in --out even if it holds a finished run")
     t.add_argument("--verbose", type=int, default=0,
                    help="Keras progress bars (0: one line per epoch)")
 
@@ -486,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this serving graph (repeatable)")
     x.add_argument("--keep", type=int, default=None, metavar="N",
                    help="after a successful export keep only the newest N versions")
+    x.add_argument("--web-demo", action="store_true",
+                   help="also write <version>/web/: the model in a browser page "
+                   "(onnxruntime-web)")
 
     r = sub.add_parser("recommend", help="top-K items for a user, session or item")
     r.add_argument("--run", default=None)
@@ -532,9 +539,30 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # one-line reason, non-zero exit
         if os.environ.get("TFREC_DEBUG"):
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        print(f"tfrec: error: {type(err).__name__}: {message}", file=sys.stderr)
+        if _disk_full(err):
+            print("tfrec: error: no space left on device. Free some space and rerun "
+                  "the same command: a training run resumes from its last finished "
+                  "epoch, and nothing half-written is kept.", file=sys.stderr)
+            return 1
+        print(f"tfrec: error: {type(err).__name__}: {_first_line(err)}", file=sys.stderr)
         return 1
+
+
+def _disk_full(err: BaseException | None) -> bool:
+    """ENOSPC anywhere in the chain (h5py and TF report it in the message)."""
+    seen = 0
+    while err is not None and seen < 10:
+        text = str(err)
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in text \
+                or "errno = 28" in text:
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
 
 
 if __name__ == "__main__":

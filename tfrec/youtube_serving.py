@@ -36,12 +36,12 @@ import numpy as np
 
 from tfrec.data.datasets import DataError
 from tfrec.data.histories import (
-    PAD,
     ContentTables,
     TimeSplit,
     days_since_same_genre,
     history_mean,
 )
+from tfrec.data.sequences import PAD, pad_left
 
 RankFn = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
@@ -125,37 +125,40 @@ class PipelineTables:
         return cls(**data)
 
     def encode_user(self, raw_user_id) -> int:
-        try:
-            raw = int(raw_user_id)
-        except (TypeError, ValueError):
-            raise DataError(
-                f"User ids are integers; received {raw_user_id!r}."
-            ) from None
-        pos = int(np.searchsorted(self.user_ids, raw))
-        if pos >= len(self.user_ids) or self.user_ids[pos] != raw:
+        """The index of a raw user id: an int (or its text, ``"42"``) when the
+        vocabulary holds integers, else the id's text (``"u_17"``)."""
+        ids = np.asarray(self.user_ids)
+        if ids.dtype.kind in "iu":
+            try:
+                raw = int(str(raw_user_id).strip())
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"Unknown user {raw_user_id!r}: this pipeline's user ids are "
+                    f"integers ({len(ids)} users, ids {ids.min()}..{ids.max()})."
+                ) from None
+        else:
+            raw = str(raw_user_id)
+        hits = np.flatnonzero(ids == raw)
+        if hits.size == 0:
+            shown = ", ".join(str(u) for u in ids[:3])
             raise DataError(
                 f"Unknown user {raw_user_id!r}: not in the training vocabulary "
-                f"({len(self.user_ids)} users, ids {self.user_ids[0]}.."
-                f"{self.user_ids[-1]})."
+                f"({len(ids)} users, e.g. {shown})."
             )
-        return pos
+        return int(hits[0])
 
     def histories(self, users, now=None) -> tuple[np.ndarray, np.ndarray]:
         """Left-padded ``(item_history, history_timestamp)`` before ``now``."""
         users = np.asarray(users, np.int64)
+        starts = np.asarray(self.indptr, np.int64)[users]
+        ends = np.asarray(self.indptr, np.int64)[users + 1]
+        if now is not None:
+            times = np.broadcast_to(np.asarray(now), users.shape)
+            for row, (a, b) in enumerate(zip(starts, ends.copy(), strict=True)):
+                ends[row] = a + np.searchsorted(self.times[a:b], times[row])
         L = self.max_length
-        hist = np.full((len(users), L), PAD, np.int64)
-        htime = np.zeros((len(users), L), np.int64)
-        for row, u in enumerate(users):
-            a, b = self.indptr[u], self.indptr[u + 1]
-            if now is not None:
-                t = np.broadcast_to(np.asarray(now), users.shape)[row]
-                b = a + np.searchsorted(self.times[a:b], t)
-            a = max(a, b - L)
-            n = b - a
-            if n:
-                hist[row, L - n:] = self.items[a:b]
-                htime[row, L - n:] = self.times[a:b]
+        hist = pad_left(self.items, starts, ends, L, pad=PAD).astype(np.int64)
+        htime = pad_left(self.times, starts, ends, L, pad=0).astype(np.int64)
         return hist, htime
 
     def seen(self, user: int) -> np.ndarray:
@@ -273,7 +276,7 @@ def chain(
     order = np.argsort(-odds, kind="stable")[:k]
     return [
         {
-            "item_id": int(tables.item_ids[ids[j]]),
+            "item_id": np.asarray(tables.item_ids)[ids[j]].item(),
             "title": str(tables.item_names[ids[j]]),
             "odds": float(odds[j]),
             "score": float(prob[j]),

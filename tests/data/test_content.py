@@ -59,7 +59,7 @@ def test_unknown_ids_name_them(shared_data):
         items.index(np.array([1.5]))
 
 
-def test_malformed_item_file(tmp_path):
+def test_malformed_item_file(tmp_path, unverified):
     (tmp_path / "u.genre").write_text("unknown|0\nAction|1\n")
     (tmp_path / "u.item").write_text("1|Toy Story (1995)|01-Jan-1995||url|0|1\n2|Bad|\n")
     with pytest.raises(DataError, match=r"u.item: line 2: expected 7"):

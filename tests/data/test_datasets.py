@@ -291,7 +291,7 @@ def test_read_ratings_file_bad_double_colon_line(tmp_path):
         ds.read_ratings_file(path, sep="::", columns=4, has_timestamp=True)
 
 
-def test_read_ratings_file_bad_title_file(tmp_path):
+def test_read_ratings_file_bad_title_file(tmp_path, unverified):
     root = tmp_path / "ml"
     _write(root / "u.data", ROWS)
     _write(root / "u.item", "10|Ten (1990)|x\n11\n")

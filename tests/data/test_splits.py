@@ -22,6 +22,8 @@ def _toy() -> Interactions:
     #   -> latest 103 (tie with 101 broken by row order), second latest 101
     # user 20: items 105(t9) 100(t7) 106(t8) -> test 105, valid 106
     # user 30: two interactions only -> dropped with min_interactions=3
+    # users 50 and 60 train on the items the others hold out (a held-out item
+    # must have a training row), and hold out 102/100 and 100/104.
     rows = [
         (10, 100, 1.0, 1),
         (20, 105, 5.0, 9),
@@ -37,6 +39,16 @@ def _toy() -> Interactions:
         (40, 110, 2.0, 2),
         (40, 111, 2.0, 3),
         (40, 112, 2.0, 4),
+        (50, 101, 3.0, 1),
+        (50, 103, 3.0, 2),
+        (50, 105, 3.0, 3),
+        (50, 100, 3.0, 4),
+        (50, 102, 3.0, 5),
+        (60, 106, 3.0, 1),
+        (60, 111, 3.0, 2),
+        (60, 112, 3.0, 3),
+        (60, 104, 3.0, 4),
+        (60, 100, 3.0, 5),
     ]
     u, i, r, t = map(np.array, zip(*rows, strict=True))
     return Interactions(
@@ -56,19 +68,23 @@ def _raw(split, part, key):
 
 def test_leave_one_out_holds_out_latest():
     s = leave_one_out(_toy(), num_negatives=3, seed=1)
-    np.testing.assert_array_equal(s.user_ids, [10, 20, 40])
+    np.testing.assert_array_equal(s.user_ids, [10, 20, 40, 50, 60])
     np.testing.assert_array_equal(
         s.item_ids, [100, 101, 102, 103, 104, 105, 106, 109, 110, 111, 112]
     )
-    assert (s.num_users, s.num_items) == (3, 11)
-    assert _raw(s, s.test, "user_id") == [10, 20, 40]
-    assert _raw(s, s.test, "item_id") == [103, 105, 112]
-    assert _raw(s, s.valid, "item_id") == [101, 106, 111]
-    np.testing.assert_array_equal(s.test["rating"], np.float32([4, 5, 2]))
+    assert (s.num_users, s.num_items) == (5, 11)
+    assert _raw(s, s.test, "user_id") == [10, 20, 40, 50, 60]
+    assert _raw(s, s.test, "item_id") == [103, 105, 112, 102, 100]
+    assert _raw(s, s.valid, "item_id") == [101, 106, 111, 100, 104]
+    np.testing.assert_array_equal(s.test["rating"], np.float32([4, 5, 2, 3, 3]))
     train = sorted(
         zip(_raw(s, s.train, "user_id"), _raw(s, s.train, "item_id"), strict=True)
     )
-    assert train == [(10, 100), (10, 102), (10, 104), (20, 100), (40, 109), (40, 110)]
+    assert train == [
+        (10, 100), (10, 102), (10, 104), (20, 100), (40, 109), (40, 110),
+        (50, 101), (50, 103), (50, 105), (60, 106), (60, 111), (60, 112),
+    ]
+    assert not any(s.dropped.values())
     assert s.train["user_id"].dtype == np.int64
     assert s.train["rating"].dtype == np.float32
     assert set(s.train) == {"user_id", "item_id", "rating"}
@@ -78,7 +94,7 @@ def test_leave_one_out_holds_out_latest():
 def test_leave_one_out_negatives_unseen_distinct_and_seeded():
     inter = _toy()
     s = leave_one_out(inter, num_negatives=4, seed=3)
-    assert s.test_negatives.shape == (3, 4) and s.valid_negatives.shape == (3, 4)
+    assert s.test_negatives.shape == (5, 4) and s.valid_negatives.shape == (5, 4)
     assert s.test_negatives.dtype == np.int64
     seen = {}
     for part in (s.train, s.valid, s.test):
@@ -117,16 +133,21 @@ def test_negatives_uniform_and_exact_when_crowded():
     inter.rating = np.r_[inter.rating, np.ones(4, np.float32)]
     inter.timestamp = np.r_[inter.timestamp, 0, 1, 2, 3]
     s = leave_one_out(inter, num_negatives=2, validation=False, seed=0)
-    counts = np.bincount(s.test_negatives[1:].ravel(), minlength=7)
+    # User -1's test item 6 has no training row: dropped, and out of the
+    # vocabulary, so the negatives are uniform over items 3, 4, 5.
+    assert s.dropped["test_unknown_item"] == 1 and s.num_items == 6
+    counts = np.bincount(s.test_negatives.ravel(), minlength=6)
     assert counts[:3].sum() == 0
-    np.testing.assert_allclose(counts[3:] / (2 * n), 0.25, atol=0.03)
+    np.testing.assert_allclose(counts[3:] / (2 * n), 1 / 3, atol=0.03)
 
 
 def test_leave_one_out_without_validation_and_errors():
     s = leave_one_out(_toy(), num_negatives=0, validation=False, min_interactions=2)
     assert s.valid is None and s.test_negatives is None
-    assert _raw(s, s.test, "user_id") == [10, 20, 30, 40]
-    assert len(s.train["user_id"]) == 14 - 4
+    # User 30's test item 108 has no training row: dropped and counted.
+    assert _raw(s, s.test, "user_id") == [10, 20, 40, 50, 60]
+    assert s.dropped["test_unknown_item"] == 1
+    assert len(s.train["user_id"]) == 24 - 6
     inter = _toy()
     inter.timestamp = None
     with pytest.raises(DataError, match="random_split"):
@@ -158,16 +179,18 @@ def test_train_csr_matches_rows():
 def test_random_split_fractions_and_disjoint():
     n = 1000
     rng = np.random.default_rng(0)
+    pairs = rng.choice(50 * 80, size=n, replace=False)  # no repeated pair
     inter = Interactions(
         name="r",
-        user=rng.integers(0, 50, n),
-        item=rng.integers(0, 80, n) + 1000,
+        user=pairs // 80,
+        item=pairs % 80 + 1000,
         rating=np.arange(n, dtype=np.float32),  # row id, to track rows
         timestamp=None,
     )
     s = random_split(inter, test_fraction=0.2, valid_fraction=0.1, seed=7)
     sizes = [len(p["rating"]) for p in (s.train, s.valid, s.test)]
     assert sizes == [700, 100, 200]
+    assert not any(s.dropped.values())
     rows = np.concatenate([p["rating"] for p in (s.train, s.valid, s.test)])
     np.testing.assert_array_equal(np.sort(rows), np.arange(n))  # disjoint + complete
     for p in (s.train, s.valid, s.test):
@@ -188,20 +211,25 @@ def test_random_split_fractions_and_disjoint():
 def _ncf_dir(tmp_path, negative_lines):
     root = tmp_path / "ncf"
     root.mkdir()
-    (root / "ml-1m.train.rating").write_text("0\t1\t5\t10\n0\t2\t3\t11\n1\t0\t4\t12\n")
+    # Each test item (3, 4) has a train row of the other user.
+    (root / "ml-1m.train.rating").write_text(
+        "0\t1\t5\t10\n0\t2\t3\t11\n1\t0\t4\t12\n1\t3\t4\t13\n0\t4\t2\t14\n"
+    )
     (root / "ml-1m.test.rating").write_text("0\t3\t4\t20\n1\t4\t2\t21\n")
     (root / "ml-1m.test.negative").write_text("\n".join(negative_lines) + "\n")
     return root
 
 
-def test_ncf_split_tiny(tmp_path):
-    root = _ncf_dir(tmp_path, ["(0,3)\t4\t5", "(1,4)\t1\t6"])
+def test_ncf_split_tiny(tmp_path, unverified):
+    root = _ncf_dir(tmp_path, ["(0,3)\t5\t6", "(1,4)\t1\t6"])
     s = ncf_split(root, download=False)
     assert (s.num_users, s.num_items) == (2, 7)
-    np.testing.assert_array_equal(s.test_negatives, [[4, 5], [1, 6]])
+    np.testing.assert_array_equal(s.test_negatives, [[5, 6], [1, 6]])
     np.testing.assert_array_equal(s.test["item_id"], [3, 4])
     np.testing.assert_array_equal(s.item_ids, np.arange(7))
-    assert s.valid is None and len(s.train["user_id"]) == 3
+    assert s.valid is None and len(s.train["user_id"]) == 5
+    # Items 5 and 6 have no train row: kept as published negatives, counted.
+    assert s.dropped["negatives_untrained"] == 3 and s.dropped["test_unknown_item"] == 0
 
 
 @pytest.mark.parametrize(
@@ -220,7 +248,7 @@ def test_ncf_split_tiny(tmp_path):
         ),
     ],
 )
-def test_ncf_negatives_errors(tmp_path, lines, pattern):
+def test_ncf_negatives_errors(tmp_path, lines, pattern, unverified):
     root = _ncf_dir(tmp_path, lines)
     with pytest.raises(DataError, match=pattern) as e:
         ncf_split(root, download=False)
@@ -233,25 +261,38 @@ def test_ncf_split_real(shared_data):
     elapsed = time.perf_counter() - start
     assert elapsed < 5.0
     assert (s.num_users, s.num_items) == (6040, 3706)
+    np.testing.assert_array_equal(s.item_ids, np.arange(3706))  # indices are ids
     assert len(s.train["user_id"]) == 994_169
-    assert len(s.test["user_id"]) == 6040
-    assert s.test_negatives.shape == (6040, 99)
-    np.testing.assert_array_equal(s.test["user_id"], np.arange(6040))
+    # The reconstructed train file lacks 2 test items: those 2 test lines are
+    # dropped (with their negatives) and counted; 340 negative slots name them.
+    assert s.dropped == {
+        "test_unknown_user": 0,
+        "test_unknown_item": 2,
+        "duplicates_merged": 0,
+        "negatives_untrained": 340,
+    }
+    assert "2 test rows (item not in training)" in s.describe()
+    assert len(s.test["user_id"]) == 6038
+    assert s.test_negatives.shape == (6038, 99)
+    assert np.isin(s.test["item_id"], s.train["item_id"]).all()
     # The documented quirk of the published file.
     dup = (s.test_negatives == s.test["item_id"][:, None]).any(axis=1)
     assert int(dup.sum()) == 156
     indptr, indices = s.train_csr()
     assert indptr[-1] == 994_169 and indptr[1] - indptr[0] == 52
     split = load_split("ncf-ml-1m", data_dir=shared_data / "ncf-ml-1m")
-    assert split.test_negatives.shape == (6040, 99)
+    assert split.test_negatives.shape == (6038, 99)
 
 
 def test_load_split_movielens_100k(shared_data):
     s = load_split("movielens-100k", data_dir=shared_data / "movielens-100k", seed=0)
-    assert (s.num_users, s.num_items) == (943, 1682)
-    assert len(s.test["user_id"]) == 943 and len(s.valid["user_id"]) == 943
+    # 4 items occur only in held-out rows: out of the vocabulary, their 3 test
+    # and 1 validation rows dropped and counted.
+    assert (s.num_users, s.num_items) == (943, 1678)
+    assert len(s.test["user_id"]) == 940 and len(s.valid["user_id"]) == 942
+    assert s.dropped["test_unknown_item"] == 3 and s.dropped["valid_unknown_item"] == 1
     assert len(s.train["user_id"]) == 100_000 - 2 * 943
-    assert s.test_negatives.shape == (943, 99)
+    assert s.test_negatives.shape == (940, 99)
     assert s.item_names[0] == "Toy Story (1995)"
     r = load_split(
         "movielens-100k",
@@ -259,6 +300,9 @@ def test_load_split_movielens_100k(shared_data):
         data_dir=shared_data / "movielens-100k",
         test_fraction=0.1,
     )
-    assert len(r.test["user_id"]) == 10_000
+    assert len(r.test["user_id"]) + sum(
+        n for k, n in r.dropped.items() if k.startswith("test")
+    ) == 10_000
+    assert np.isin(r.test["item_id"], r.train["item_id"]).all()
     with pytest.raises(ValueError, match="Unknown protocol 'loo'"):
         load_split("movielens-100k", protocol="loo")

@@ -431,8 +431,9 @@ def test_top_k_never_returns_an_excluded_item():
     scores = np.array([0.1, 0.9, 0.5, 0.3])
     assert top_k(scores, vocab, 10, exclude=[1, 3]) == [("c", 0.5), ("a", 0.1)]
     assert top_k(scores, vocab, 1, exclude=[1]) == [("c", 0.5)]
-    assert top_k(scores, vocab, 3, exclude=[-1, 99]) == [("b", 0.9), ("c", 0.5),
-                                                         ("d", 0.3)]  # never wrapped
+    with pytest.raises(ValueError, match="exclude"):  # -1 never wraps to the last
+        top_k(scores, vocab, 3, exclude=[-1])
+    assert top_k(np.array([0.2, np.nan, 0.1]), vocab, 3) == [("a", 0.2), ("c", 0.1)]
     assert top_k(scores, vocab, 4, exclude=range(4)) == []
     for bad in (0, -1, True, 2.5, "3"):
         with pytest.raises(ValueError, match="`k` must be a positive int"):

@@ -15,8 +15,9 @@ from tfrec.data.coldstart import (
     synthetic_content,
 )
 from tfrec.data.content import save_item_features
+from tfrec.evaluation.scoring import keras_scorer
 from tfrec.models.vbpr import bpr_mf, vbpr
-from tfrec.recipes.vbpr import BPRTrainer, bpr_loss, content_scorer, train_bpr
+from tfrec.recipes.vbpr import BPRTrainer, bpr_loss, train_bpr
 
 
 def _weights(model, rng):
@@ -177,8 +178,8 @@ def test_vbpr_beats_bpr_mf_and_random_on_cold_items(synthetic_split):
                      seed=0)
     assert hist.history["loss"][-1] < 0.5 * hist.history["loss"][0]
     rng = np.random.default_rng(0)
-    cold_vb = evaluate_cold(split, content_scorer(vb, feats), ks=(10,))
-    cold_mf = evaluate_cold(split, content_scorer(mf), ks=(10,))
+    cold_vb = evaluate_cold(split, keras_scorer(vb, item_inputs={"item_features": feats}), ks=(10,))
+    cold_mf = evaluate_cold(split, keras_scorer(mf), ks=(10,))
     cold_rand = evaluate_cold(split, lambda u, i: rng.random(len(i)), ks=(10,))
     # BPR-MF scores every cold item 0 (ties lose): nothing is ranked.
     assert cold_mf["ndcg@10"] == 0.0

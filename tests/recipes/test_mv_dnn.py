@@ -83,8 +83,10 @@ def test_own_csv_with_content_trains_and_without_content_says_what_it_needs(tmp_
     # Training on an own file is covered by the YouTube recipe's test (same
     # loader); here the content is checked to align with the raw ids.
     data = RECIPE.load_data(DataSource(file=str(path), content=str(content)),
-                            RECIPE.Config())
+                            RECIPE.Config(max_length=7))
     assert data.has_content and not data.demographics
+    # The run's window is saved for recommend (not a fixed 50).
+    assert data.max_length == 7 and int(RECIPE.vocab(data).tables["max_length"]) == 7
     genres = dict(zip(data.item_raw, data.content.item_genres.tolist(), strict=True))
     names = data.content.vocabs["genre"]
     assert names == ("Drama", "Horror", "Romance")

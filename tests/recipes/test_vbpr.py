@@ -68,12 +68,13 @@ def test_trains_through_the_runner(model, recipe, data, runs):
 
 
 def test_cold_items_scored_from_content(data, runs):
-    from tfrec.recipes.vbpr import content_scorer
+    from tfrec.evaluation.scoring import keras_scorer
 
     cold = data.split.cold_items
     users = np.zeros(cold.size, np.int64)
-    mf = content_scorer(runs["bpr_mf"].model)(users, cold)
-    vb = content_scorer(runs["vbpr"].model, data.content)(users, cold)
+    mf = keras_scorer(runs["bpr_mf"].model)(users, cold)
+    vb = keras_scorer(runs["vbpr"].model, item_inputs={"item_features": data.content})(
+        users, cold)
     np.testing.assert_array_equal(mf, 0.0)  # no parameters for cold items
     assert np.unique(vb).size == cold.size  # VBPR tells them apart by content
     assert runs["vbpr"].metrics["cold"]["ndcg@10"] > runs["bpr_mf"].metrics["cold"][

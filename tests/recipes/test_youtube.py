@@ -87,7 +87,7 @@ def test_recommend_returns_k_distinct_unseen_items(run, data):
         assert scores == sorted(scores, reverse=True)
 
 
-def test_own_csv_with_string_ids_trains_and_recommends_raw_ids(tmp_path):
+def test_own_csv_with_string_ids_trains_and_recommends_raw_ids(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     rows = ["customer,sku,stars,ts"]
     for u in range(12):
@@ -113,7 +113,15 @@ def test_own_csv_with_string_ids_trains_and_recommends_raw_ids(tmp_path):
         "candidate", "candidate_refit", "ranking", "ranking_refit"]
     vocab = read_vocab(result.run_dir)
     assert vocab.users[0].startswith("u_") and vocab.items[0].startswith("sku-")
+    # recommend serves the history window the run trained with, not a fixed 50.
+    assert int(vocab.tables["max_length"]) == cfg["max_length"] == 10
+    from tfrec.recipes import histories as hx
+
+    windows, user_history = [], hx.user_history
+    monkeypatch.setattr(hx, "user_history", lambda t, u, n: (
+        windows.append(n), user_history(t, u, n))[1])
     recs = RECIPE.recommend("youtube_ranking", result.serving, vocab, "u_3", k=3)
+    assert windows == [10]
     assert len({item for item, _ in recs}) == 3
     assert all(item.startswith("sku-") for item, _ in recs)
     with pytest.raises(ValueError, match="Unknown user"):
@@ -125,7 +133,7 @@ def test_own_file_errors_name_the_file_and_column(tmp_path):
     path.write_text("user,item\nu1,a\nu1,b\nu1,c\n")
     with pytest.raises(DataError, match="'time'"):
         RECIPE.load_data(DataSource(file=str(path)), RECIPE.Config())
-    path.write_text("user,item,time\nu1,a,1\nu1,b,2\nu1,a,3\n")
+    path.write_text("user,item,time\nu1,a,1\nu1,b,2\nu1,c,3\nu2,c,1\nu2,a,2\nu2,b,3\n")
     content = tmp_path / "c.csv"
     content.write_text("item,genres\na,Drama\n")
     with pytest.raises(DataError, match="no content row"):
@@ -173,3 +181,26 @@ def test_sampler_is_a_function_of_seed_and_step_with_exact_inclusion():
     labels = np.array([1, 2])
     a, b, c = (task.sample(labels, step)[0].numpy() for step in (7, 7, 8))
     assert len(set(a.tolist())) == 5 and (a == b).all() and not (a == c).all()
+
+
+def test_split_last_gives_interaction_recipes_the_same_protocol(data):
+    """MF (split ``last``) is ranked like the YouTube models: same test users,
+    labels, excluded items and metrics for the same scores."""
+    from tfrec.evaluation.histories import evaluate_scores
+    from tfrec.evaluation.protocols import evaluate_split
+    from tfrec.recipes.histories import as_interaction_split
+
+    split = as_interaction_split(data)
+    np.testing.assert_array_equal(split.test["user_id"], data.split.test["user_id"])
+    np.testing.assert_array_equal(split.test["item_id"], data.split.test["item_id"])
+    np.testing.assert_array_equal(split.valid["item_id"], data.fit.test["item_id"])
+    assert len(split.train["user_id"]) + len(split.valid["user_id"]) == len(
+        data.split.train["user_id"]
+    )
+    scores = np.random.default_rng(0).normal(size=(data.split.num_users,
+                                                    data.split.num_items))
+    users = data.split.test["user_id"]
+    ref = evaluate_scores(scores[users], data.split, (5, 10))
+    got = evaluate_split(split, lambda u, i: scores[u, i], "test", ks=(5, 10))["full"]
+    for key in ("recall@5", "recall@10", "ndcg@10"):
+        assert got[key] == pytest.approx(ref[key])

@@ -131,8 +131,12 @@ def test_resuming_with_other_settings_is_refused(split, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         tfrec.train("gmf", split, out=run, epochs=3, callbacks=[_Interrupt(0)], **SMALL)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"another definition \(config: epochs\)"):
         tfrec.train("gmf", split, out=run, epochs=5, **SMALL)
+    history = (run / "history.json").read_text()
+    with pytest.raises(ValueError, match=r"model_kwargs: embedding_dim"):
+        tfrec.train("gmf", split, out=run, epochs=3, **{**SMALL, "embedding_dim": 5})
+    assert (run / "history.json").read_text() == history  # untouched
 
 
 @pytest.mark.parametrize(

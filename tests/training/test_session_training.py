@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfrec
 from tfrec.data.sessions import Sessions, session_parallel_batches
 from tfrec.models.gru4rec import gru4rec_step
+from tfrec.recipes.base import recipe_for
 from tfrec.training.session import (
     AdagradMomentum,
     GRU4RecTrainer,
@@ -15,7 +17,6 @@ from tfrec.training.session import (
     cross_entropy_loss,
     item_counts,
     top1_max_loss,
-    train_gru4rec,
 )
 
 # 3 rows (row 2 invalid), 3 in-batch columns + 2 sampled ones (column 2 invalid).
@@ -172,25 +173,44 @@ def test_item_counts_and_bad_trainer_args():
         GRU4RecTrainer(step, c[:-1], batch_size=2)
 
 
+def _fit(data, seed, **settings):
+    """Three epochs of the recipe's trainer (the Keras-native route)."""
+    prepared = tfrec.prepare("gru4rec", data, seed=seed, **settings)
+    history = prepared.trainer.fit(
+        prepared.dataset,
+        epochs=3,
+        callbacks=prepared.plan.callbacks,
+        verbose=0,
+        shuffle=False,
+    )
+    return prepared, history.history["loss"]
+
+
 @pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max", "top1-max"])
 def test_training_lowers_the_loss_and_is_seeded(loss):
-    s = _tiny_sessions()
-    kw = dict(
+    data = recipe_for("gru4rec").synthetic_data(0)
+    settings = dict(
         layers=(8,),
         batch_size=4,
         loss=loss,
         n_sample=6,
         learning_rate=0.1,
         momentum=0.1,
-        n_epochs=3,
         logq=1.0 if loss == "cross-entropy" else 0.0,
         bpreg=0.5,
         elu_param=0.5 if loss == "bpr-max" else 0.0,
         dropout_hidden=0.1,
     )
-    tr, info = train_gru4rec(s, seed=3, **kw)
-    assert info["loss"][-1] < info["loss"][0]
-    assert info["events"] == int((s.lengths - 1).sum())
-    if loss == "cross-entropy":  # seeded: a second run repeats the losses
-        _, info2 = train_gru4rec(s, seed=3, **kw)
-        np.testing.assert_allclose(info2["loss"], info["loss"], rtol=1e-5)
+    prepared, losses = _fit(data, 3, **settings)
+    assert losses[-1] < losses[0]
+    # One epoch is every (click, next click) pair of the training sessions once.
+    valid = sum(float(b["valid"].numpy().sum()) for b in prepared.dataset)
+    assert valid == int((data.train.lengths - 1).sum())
+    if loss == "cross-entropy":  # seeded: a second run repeats losses and weights
+        again, losses2 = _fit(data, 3, **settings)
+        np.testing.assert_allclose(losses2, losses, rtol=1e-5)
+        step, step2 = (p.plan.models["gru4rec_step"] for p in (prepared, again))
+        for w, w2 in zip(step.get_weights(), step2.get_weights(), strict=True):
+            np.testing.assert_allclose(w2, w, atol=1e-6)
+        _, other = _fit(data, 4, **settings)  # another seed, another run
+        assert not np.allclose(other, losses)

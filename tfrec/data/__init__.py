@@ -10,8 +10,11 @@ from tfrec.data.datasets import (
     git_blob_sha1,
     list_datasets,
     load_interactions,
+    merge_duplicates,
     read_ratings_file,
     sha256_file,
+    source_files,
+    verify_file,
 )
 from tfrec.data.splits import (
     Split,
@@ -34,8 +37,11 @@ __all__ = [
     "list_datasets",
     "load_interactions",
     "load_split",
+    "merge_duplicates",
     "ncf_split",
     "random_split",
     "read_ratings_file",
     "sha256_file",
+    "source_files",
+    "verify_file",
 ]

@@ -16,7 +16,10 @@ Two sources:
 
 Everything is validated: unknown or missing item ids, a wrong feature shape and
 non-finite values raise :class:`~tfrec.data.datasets.DataError` naming the file
-and the offending ids.
+and the offending ids. MovieLens metadata files are read as latin-1 (the
+encoding GroupLens used: ``u.item`` titles such as "Café au lait" are latin-1
+bytes), after a check against the catalogue's sha256
+(`tfrec.data.datasets.verify_file`); MovieLens ids must be >= 1.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfrec.data.datasets import DataError, dataset_dir
+from tfrec.data.datasets import DataError, dataset_dir, decode_text, verify_file
 
 # ML-1M age codes (README): the bucket a code stands for. ML-100K ages (in
 # years) are bucketed into the same ranges so both data sets share features.
@@ -259,8 +262,11 @@ def _content_root(name: str, kind: str, data_dir) -> pathlib.Path:
     return dataset_dir(name, data_dir, required=_CONTENT_FILES[name][kind])
 
 
-def _lines(path: pathlib.Path) -> list[tuple[int, str]]:
-    text = path.read_bytes().decode("latin-1")
+def _lines(path: pathlib.Path, name: str) -> list[tuple[int, str]]:
+    """Non-blank (line number, line) of a MovieLens file of data set `name`,
+    verified against the catalogue and decoded as latin-1."""
+    verify_file(name, path.parent, path.name)
+    text = decode_text(path, path.read_bytes(), "latin-1")
     return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
@@ -276,11 +282,17 @@ def _fields(path, lineno, line, sep, count) -> list[str]:
 
 def _int(path, lineno, text, what) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise DataError(
             f"{path}: line {lineno}: {what} must be an integer, got {text!r}"
         ) from None
+    if what.endswith(" id") and value < 1:
+        raise DataError(
+            f"{path}: line {lineno}: {what} {value} is invalid; MovieLens ids start "
+            "at 1."
+        )
+    return value
 
 
 def _sorted_items(name, ids, titles, genres, genre_names, years) -> ItemContent:
@@ -307,10 +319,11 @@ def movielens_items(
     if name == "movielens-100k":
         genre_path = root / "u.genre"
         names = [
-            _fields(genre_path, n, line, "|", 2)[0] for n, line in _lines(genre_path)
+            _fields(genre_path, n, line, "|", 2)[0]
+            for n, line in _lines(genre_path, name)
         ]
         path = root / "u.item"
-        for lineno, line in _lines(path):
+        for lineno, line in _lines(path, name):
             f = _fields(path, lineno, line, "|", 5 + len(names))
             ids.append(_int(path, lineno, f[0], "movie id"))
             titles.append(f[1])
@@ -324,7 +337,7 @@ def movielens_items(
 
     path = root / "movies.dat"
     col = {g: j for j, g in enumerate(ML1M_GENRES)}
-    for lineno, line in _lines(path):
+    for lineno, line in _lines(path, name):
         f = line.split("::")
         if len(f) < 3:
             raise DataError(
@@ -356,14 +369,14 @@ def movielens_users(
     rows = []
     if name == "movielens-100k":
         path = root / "u.user"
-        for lineno, line in _lines(path):
+        for lineno, line in _lines(path, name):
             uid, age, gender, occ, zip_code = _fields(path, lineno, line, "|", 5)
             years = _int(path, lineno, age, "age")
             rows.append((_int(path, lineno, uid, "user id"), gender, age_bucket(years),
                          occ, zip_code))
     else:
         path = root / "users.dat"
-        for lineno, line in _lines(path):
+        for lineno, line in _lines(path, name):
             uid, gender, age, occ, zip_code = _fields(path, lineno, line, "::", 5)
             code = _int(path, lineno, age, "age code")
             occ_code = _int(path, lineno, occ, "occupation code")

@@ -10,6 +10,30 @@ Every data set is looked up in this order (see `dataset_dir`):
 
 Every bad-input error is a `DataError` that names the file (and the 1-based line
 when there is one), what was found, and what was expected.
+
+Rules every loader applies (here, in `tfrec.data.userfiles` and in the splits):
+
+* **Checksums on every read.** A catalogue file is checked against the
+  catalogue's checksum (`DatasetSpec.checksums`, or the `RemoteFile` digest of
+  a file stored as downloaded) each time it is read, wherever it was found
+  (``data_dir``, ``$TFREC_DATA_DIR``, cache), not only after a download. A
+  truncated or edited file is a `DataError` naming it, the expected and the
+  actual digest, and what to do. Digests are cached per process by (path,
+  size, mtime), so repeated loads hash a file once. `source_files` lists the
+  files a data set is read from with their sha256 and size.
+* **Encodings.** MovieLens files (``u.data``, ``u.item``, ``u.user``,
+  ``ratings.dat``, ``movies.dat``, ``users.dat``) are latin-1, as GroupLens
+  wrote them; every other text file (the user's CSV/TSV, session files) is
+  UTF-8, and an invalid byte is a `DataError` naming the file and line
+  (`decode_text`).
+* **Ids.** MovieLens user and item ids start at 1 and NCF ids at 0
+  (`ID_MINIMUM`); a smaller id is a `DataError` naming the file and line.
+  Raw ids are always re-indexed through sorted vocabularies, so a stray huge
+  id adds one row, never sets a model's size.
+* **Duplicates.** Repeated (user, item) rows are merged into one
+  (`merge_duplicates`): the latest by timestamp is kept, with its rating and
+  timestamp (ties, and files without timestamps: the later row in the file).
+  `Interactions.duplicates_merged` counts the rows removed.
 """
 
 from __future__ import annotations
@@ -39,12 +63,18 @@ __all__ = [
     "DatasetSpec",
     "Interactions",
     "RemoteFile",
+    "ID_MINIMUM",
+    "check_id_minimum",
     "dataset_dir",
+    "decode_text",
     "git_blob_sha1",
     "list_datasets",
     "load_interactions",
+    "merge_duplicates",
     "read_ratings_file",
     "sha256_file",
+    "source_files",
+    "verify_file",
 ]
 
 
@@ -83,6 +113,10 @@ class DatasetSpec:
         required: Paths, relative to the data set folder, that the loader needs.
         homepage: Where the data set is described.
         license: Its terms of use, in short.
+        checksums: sha256 of files as read (relative to the data set folder),
+            e.g. the members of a downloaded archive, checked on every read.
+        reads: Every file (relative path) a loader of the data set may read,
+            besides `required`; `source_files` reports those present.
     """
 
     name: str
@@ -91,6 +125,8 @@ class DatasetSpec:
     required: tuple[str, ...]
     homepage: str
     license: str
+    checksums: dict[str, str] = field(default_factory=dict, hash=False)
+    reads: tuple[str, ...] = ()
 
 
 _MOVIELENS_TERMS = (
@@ -130,6 +166,17 @@ DATASETS: dict[str, DatasetSpec] = {
         required=("u.data",),
         homepage="https://grouplens.org/datasets/movielens/100k/",
         license=_MOVIELENS_TERMS,
+        # Members of ml-100k.zip (its sha256 above), checked on every read.
+        checksums={
+            "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+            "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+            "u.user": "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
+            "u.genre": "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb",
+            "u.occupation": (
+                "cd5fbec9afe345d993a62fc7817df1a4a9079c4feb267b3118763b8fd942137d"
+            ),
+        },
+        reads=("u.item", "u.user", "u.genre"),
     ),
     "movielens-1m": DatasetSpec(
         name="movielens-1m",
@@ -146,6 +193,17 @@ DATASETS: dict[str, DatasetSpec] = {
         required=("ratings.dat",),
         homepage="https://grouplens.org/datasets/movielens/1m/",
         license=_MOVIELENS_TERMS,
+        # Members of ml-1m.zip. ratings.dat has no recorded digest of its own
+        # (only the archive's): it is fingerprinted, not verified.
+        checksums={
+            "movies.dat": (
+                "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9"
+            ),
+            "users.dat": (
+                "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3"
+            ),
+        },
+        reads=("movies.dat", "users.dat"),
     ),
     "ncf-ml-1m": DatasetSpec(
         name="ncf-ml-1m",
@@ -172,6 +230,17 @@ DATASETS: dict[str, DatasetSpec] = {
         required=("ml-1m.train.rating", "ml-1m.test.rating", "ml-1m.test.negative"),
         homepage="https://github.com/hexiangnan/neural_collaborative_filtering",
         license=_MOVIELENS_TERMS + " NCF code: Apache-2.0.",
+        # The project's reconstruction of the unpublished train file (see
+        # ../shared/data/ncf-ml-1m/SOURCE.md) and its id map.
+        checksums={
+            "reconstructed/ml-1m.train.rating.RECONSTRUCTED.tsv.gz": (
+                "855cafe821032f2af629f2e90ac5e635c574f119026d8963ccda072240e36345"
+            ),
+            "reconstructed/ncf_item_to_movieid.tsv": (
+                "5c606a9f9da949b67fca5b075ddb6fb322f7ce7ff725313479998701fbb75aa0"
+            ),
+        },
+        reads=("reconstructed/ncf_item_to_movieid.tsv", "ncf_item_to_movieid.tsv"),
     ),
     # Session data (tfrec.data.sessions). The raw RecSys Challenge 2015 and
     # DIGINETICA files need a registration/7z archive: pass their folder as
@@ -192,6 +261,10 @@ DATASETS: dict[str, DatasetSpec] = {
         required=(
             "yoochoose-clicks-100k_train_full.txt",
             "yoochoose-clicks-100k_test.txt",
+        ),
+        reads=(
+            "yoochoose-clicks-100k_train_tr.txt",
+            "yoochoose-clicks-100k_train_valid.txt",
         ),
         homepage="https://github.com/rn5l/session-rec",
         license="YooChoose data: CC BY-NC-ND 4.0 (RecSys Challenge 2015).",
@@ -317,6 +390,197 @@ def git_blob_sha1(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+# ------------------------------------------------------------ verified reads
+
+# Digests already computed in this process: (path, size, mtime_ns, algo) -> hex.
+_DIGESTS: dict[tuple[str, int, int, str], str] = {}
+
+
+def _digest(path: pathlib.Path, algo: str) -> str:
+    """sha256 (or git blob sha1) of `path`, cached by (path, size, mtime_ns)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, algo)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path) if algo == "sha256" else git_blob_sha1(path)
+    return _DIGESTS[key]
+
+
+def _expected_digest(name: str, rel: str) -> tuple[str, str] | None:
+    """(algorithm, hex) the catalogue records for file `rel` of data set `name`."""
+    spec = DATASETS.get(name)
+    if spec is None:
+        return None
+    if rel in spec.checksums:
+        return "sha256", spec.checksums[rel]
+    for remote in spec.files:
+        if remote.filename == rel and not remote.extract:
+            if remote.sha256 is not None:
+                return "sha256", remote.sha256
+            if remote.git_blob_sha1 is not None:
+                return "git blob sha1", remote.git_blob_sha1
+    return None
+
+
+def verify_file(name: str, root: str | os.PathLike, rel: str) -> pathlib.Path:
+    """Returns ``root / rel`` after checking it against the catalogue's checksum.
+
+    Every loader calls this before parsing a catalogue file, wherever the
+    folder came from (``data_dir``, ``$TFREC_DATA_DIR``, the cache). Files the
+    catalogue records no digest for are returned unchecked.
+
+    Args:
+        name: Catalogue name.
+        root: The data set folder (as returned by `dataset_dir`).
+        rel: The file's path relative to `root`.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        DataError: the file's digest differs from the catalogue's (truncated,
+            edited or a different release).
+    """
+    path = pathlib.Path(root) / rel
+    expected = _expected_digest(name, rel)
+    if expected is None or not path.is_file():
+        return path
+    algo, want = expected
+    got = _digest(path, "sha256" if algo == "sha256" else "git")
+    if got != want:
+        raise DataError(
+            f"{path}: {algo} {got[:12]}... does not match the catalogue's "
+            f"{want[:12]}... for {name}/{rel} (the file was truncated or changed); "
+            "delete it to download it again, or point --data-dir (data_dir) at a "
+            "good copy."
+        )
+    return path
+
+
+def source_files(
+    name: str, data_dir: str | os.PathLike | None = None
+) -> list[tuple[str, str, int]]:
+    """The files data set `name` is read from: ``[(path, sha256, size), ...]``.
+
+    The folder is found like `dataset_dir` (no download); the list holds its
+    required files (or their stand-ins) and every other file a loader of the
+    data set reads (titles, user features, id maps) that is present, in a
+    fixed order. Each is verified with `verify_file` first, so a damaged file
+    raises instead of being fingerprinted.
+
+    Args:
+        name: Catalogue name.
+        data_dir: Folder holding the files (see `dataset_dir`).
+
+    Returns:
+        ``(absolute path, sha256 hex, size in bytes)`` per file.
+    """
+    spec = _check_name(name)
+    root = dataset_dir(name, data_dir, download=False)
+    rels: list[str] = []
+    for rel in spec.required:
+        found = _find_file(name, root, rel)
+        if found is not None:
+            rels.append(found.relative_to(root).as_posix())
+    rels += [r for r in spec.reads if (root / r).is_file() and r not in rels]
+    out = []
+    for rel in rels:
+        path = verify_file(name, root, rel)
+        out.append((str(path.resolve()), _digest(path, "sha256"), path.stat().st_size))
+    return out
+
+
+def decode_text(path: str | os.PathLike, data: bytes, encoding: str = "utf-8") -> str:
+    """Decodes a file's bytes; an invalid byte is a `DataError` naming the line.
+
+    A UTF-8 byte-order mark is dropped. latin-1 (MovieLens) never fails.
+    """
+    if encoding.replace("-", "").lower() in ("utf8", "utf8sig"):
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        encoding = "utf-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(
+            f"{path}: line {line}: byte 0x{data[e.start]:02x} at column {column} is "
+            f"not valid {encoding}; the file must be {encoding}-encoded (re-save it "
+            f"as {encoding})."
+        ) from None
+
+
+# Smallest id each catalogue data set defines (MovieLens ids start at 1).
+ID_MINIMUM: dict[str, int] = {
+    "movielens-100k": 1,
+    "movielens-1m": 1,
+    "ncf-ml-1m": 0,
+}
+
+
+def check_id_minimum(
+    path: str | os.PathLike,
+    ids: np.ndarray,
+    minimum: int,
+    what: str,
+    *,
+    first_line: int = 1,
+) -> None:
+    """Raises a `DataError` naming the line of the first id below `minimum`.
+
+    Args:
+        path: The file, for the message.
+        ids: One id per data line, in file order.
+        minimum: The smallest valid id.
+        what: ``"user id"`` / ``"item id"``.
+        first_line: The file line of ``ids[0]``.
+    """
+    ids = np.asarray(ids)
+    bad = np.flatnonzero(ids < minimum)
+    if bad.size:
+        k = int(bad[0])
+        raise DataError(
+            f"{path}: line {k + first_line}: {what} {int(ids[k])} is invalid; ids in "
+            f"this data set start at {minimum} ({bad.size} such line(s))."
+        )
+
+
+def merge_duplicates(inter: Interactions) -> Interactions:
+    """Merges repeated (user, item) rows into one, the latest.
+
+    The rule, the same in every loader: of the rows of one (user, item) pair the
+    one with the latest timestamp is kept, with its rating and timestamp; ties
+    in time, and data without timestamps, keep the later row in the file. The
+    kept rows stay in file order. `Interactions.duplicates_merged` counts the
+    rows removed (added to any earlier count).
+
+    Returns:
+        `inter` itself when there are no duplicates, else a new `Interactions`.
+    """
+    n = len(inter)
+    if n == 0:
+        return inter
+    user = np.asarray(inter.user)
+    item = np.asarray(inter.item)
+    rows = np.arange(n)
+    keys = (rows,) if inter.timestamp is None else (rows, inter.timestamp)
+    order = np.lexsort((*keys, item, user))
+    su, si = user[order], item[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = (su[1:] != su[:-1]) | (si[1:] != si[:-1])
+    if last.all():
+        return inter
+    kept = np.sort(order[last])
+    return dataclasses.replace(
+        inter,
+        user=inter.user[kept],
+        item=inter.item[kept],
+        rating=inter.rating[kept],
+        timestamp=None if inter.timestamp is None else inter.timestamp[kept],
+        duplicates_merged=inter.duplicates_merged + int(n - kept.size),
+    )
+
+
 def _download_file(url: str, dest_dir: pathlib.Path, fname: str, sha256: str | None):
     """Downloads `url` to `dest_dir/fname` with `keras.utils.get_file`.
 
@@ -418,7 +682,9 @@ def dataset_dir(
     ``$TFREC_DATA_DIR/<name>/``, then the cache ``$TFREC_CACHE_DIR/<name>/``
     (default ``~/.cache/tfrec``), and finally downloads into the cache with
     checksum verification. A folder may hold the files directly or in the
-    archive's sub-folder (``ml-100k/``, ``ml-1m/``).
+    archive's sub-folder (``ml-100k/``, ``ml-1m/``). Finding a folder checks
+    only that the files exist: every loader verifies each file it reads
+    against the catalogue (`verify_file`).
 
     Args:
         name: Catalogue name, one of `list_datasets()`.
@@ -508,6 +774,7 @@ class Interactions:
         rating: Ratings, float32.
         timestamp: Unix seconds, int64, or None when the source has none.
         item_names: Raw item id -> title, when known.
+        duplicates_merged: Rows removed by `merge_duplicates`.
     """
 
     name: str
@@ -516,6 +783,7 @@ class Interactions:
     rating: np.ndarray
     timestamp: np.ndarray | None
     item_names: dict[int, str] = field(default_factory=dict)
+    duplicates_merged: int = 0
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -732,9 +1000,12 @@ def read_ratings_file(
 def _read_titles(
     path: pathlib.Path, sep: str, min_fields: int, encoding: str = "latin-1"
 ) -> dict[int, str]:
-    """Reads `id<sep>title<sep>...` lines into {id: title}."""
+    """Reads `id<sep>title<sep>...` lines into {id: title} (MovieLens: latin-1).
+
+    Ids must be >= 1 (MovieLens ids start at 1).
+    """
     titles: dict[int, str] = {}
-    text = _read_bytes(path, None).decode(encoding)
+    text = decode_text(path, _read_bytes(path, None), encoding)
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -751,14 +1022,19 @@ def _read_titles(
             raise DataError(
                 f"{path}: line {lineno}: item id must be an integer, got {fields[0]!r}"
             ) from None
+        if key < 1:
+            raise DataError(
+                f"{path}: line {lineno}: item id {key} is invalid; MovieLens ids "
+                "start at 1."
+            )
         titles[key] = fields[1]
     return titles
 
 
 def _movielens_1m_titles(path: pathlib.Path) -> dict[int, str]:
-    # movies.dat: MovieID::Title::Genres (a title never contains "::").
+    # movies.dat: MovieID::Title::Genres (a title never contains "::"); latin-1.
     titles = {}
-    text = _read_bytes(path, None).decode("latin-1")
+    text = decode_text(path, _read_bytes(path, None), "latin-1")
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -767,6 +1043,11 @@ def _movielens_1m_titles(path: pathlib.Path) -> dict[int, str]:
             raise DataError(
                 f"{path}: line {lineno}: expected 'MovieID::Title::Genres', got "
                 f"{line!r}"
+            )
+        if int(fields[0]) < 1:
+            raise DataError(
+                f"{path}: line {lineno}: movie id {fields[0]} is invalid; MovieLens "
+                "ids start at 1."
             )
         titles[int(fields[0])] = "::".join(fields[1:-1])
     return titles
@@ -779,6 +1060,7 @@ def _ncf_titles(root: pathlib.Path) -> dict[int, str]:
         mapping = root / "ncf_item_to_movieid.tsv"
         if not mapping.is_file():
             return {}
+    verify_file("ncf-ml-1m", root, mapping.relative_to(root).as_posix())
     candidates = [root / "movies.dat", root.parent / "movielens-1m" / "movies.dat"]
     env = os.environ.get("TFREC_DATA_DIR")
     if env:
@@ -790,6 +1072,7 @@ def _ncf_titles(root: pathlib.Path) -> dict[int, str]:
     movies = next((p for p in candidates if p.is_file()), None)
     if movies is None:
         return {}
+    verify_file("movielens-1m", movies.parent, movies.name)
     titles = _movielens_1m_titles(movies)
     table = pd.read_csv(mapping, sep="\t", dtype={0: np.int64}, keep_default_na=True)
     if table.shape[1] != 2:
@@ -823,16 +1106,22 @@ def _ncf_train_path(root: pathlib.Path) -> pathlib.Path:
 
 
 def _read_ncf_ratings(path: pathlib.Path, name: str) -> Interactions:
-    """Reads an NCF ``*.rating`` file: user, item, rating[, timestamp]."""
+    """Reads an NCF ``*.rating`` file: user, item, rating[, timestamp].
+
+    The file is verified against the catalogue (`verify_file`) and its ids must
+    be >= 0.
+    """
     # The original files have 4 columns; the reconstructed train file has 3.
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    root = path.parent.parent if path.parent.name == "reconstructed" else path.parent
+    verify_file(name, root, path.relative_to(root).as_posix())
     with open(path, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
     with gzip.open(path, "rb") if gz else open(path, "rb") as f:
         first = f.readline()
     ncols = first.count(b"\t") + 1
-    return read_ratings_file(
+    inter = read_ratings_file(
         path,
         sep="\t",
         columns=4 if ncols >= 4 else 3,
@@ -840,6 +1129,23 @@ def _read_ncf_ratings(path: pathlib.Path, name: str) -> Interactions:
         name=name,
         compression="gzip" if gz else None,
     )
+    return _checked_ids(inter, path, name)
+
+
+def _checked_ids(inter: Interactions, path: pathlib.Path, name: str) -> Interactions:
+    minimum = ID_MINIMUM.get(name)
+    if minimum is not None:
+        check_id_minimum(path, inter.user, minimum, "user id")
+        check_id_minimum(path, inter.item, minimum, "item id")
+    return inter
+
+
+def _ratings(
+    name: str, root: pathlib.Path, rel: str, **kw
+) -> Interactions:
+    """Verifies, parses and checks the ids of one catalogue ratings file."""
+    path = verify_file(name, root, rel)
+    return _checked_ids(read_ratings_file(path, name=name, **kw), path, name)
 
 
 def load_interactions(
@@ -853,6 +1159,12 @@ def load_interactions(
     (``u.item``, ``movies.dat``, or for ``ncf-ml-1m`` the id map
     ``reconstructed/ncf_item_to_movieid.tsv`` plus an ML-1M ``movies.dat``).
 
+    Every file is checked against the catalogue's checksum before it is parsed
+    (`verify_file`), MovieLens text is read as latin-1, ids below the data
+    set's first id (`ID_MINIMUM`) are an error naming the file and line, and
+    repeated (user, item) rows are merged by `merge_duplicates` (the latest
+    row is kept).
+
     Args:
         name: Catalogue name.
         data_dir: Folder holding the files (see `dataset_dir`).
@@ -863,23 +1175,25 @@ def load_interactions(
     """
     root = dataset_dir(name, data_dir, download=download)
     if name == "movielens-100k":
-        inter = read_ratings_file(
-            root / "u.data", sep="\t", columns=4, has_timestamp=True, name=name
+        inter = _ratings(
+            name, root, "u.data", sep="\t", columns=4, has_timestamp=True
         )
         if (root / "u.item").is_file():
-            inter.item_names = _read_titles(root / "u.item", "|", 2)
-        return inter
+            inter.item_names = _read_titles(verify_file(name, root, "u.item"), "|", 2)
+        return merge_duplicates(inter)
     if name == "movielens-1m":
-        inter = read_ratings_file(
-            root / "ratings.dat", sep="::", columns=4, has_timestamp=True, name=name
+        inter = _ratings(
+            name, root, "ratings.dat", sep="::", columns=4, has_timestamp=True
         )
         if (root / "movies.dat").is_file():
-            inter.item_names = _movielens_1m_titles(root / "movies.dat")
-        return inter
+            inter.item_names = _movielens_1m_titles(
+                verify_file(name, root, "movies.dat")
+            )
+        return merge_duplicates(inter)
     if name == "ncf-ml-1m":
         train = _read_ncf_ratings(_ncf_train_path(root), name)
         test = _read_ncf_ratings(root / "ml-1m.test.rating", name)
         inter = _concat(name, [train, test])
         inter.item_names = _ncf_titles(root)
-        return inter
+        return merge_duplicates(inter)
     raise ValueError(f"No loader for data set {name!r}")  # pragma: no cover

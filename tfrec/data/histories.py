@@ -19,8 +19,9 @@ the user's watches strictly before ``t``. This module builds
   features (bag of watched genres, time since the last watch of a similar item).
 
 Padding: histories are ``[n, max_length]`` int64 arrays padded with ``-1``
-(``PAD``), left-padded by default (most recent watch in the last column) or
-right-padded. Models mask every id outside ``[0, num_items)``, so the side does
+(``PAD``), left-padded by default (most recent watch in the last column): the
+package's one convention, :mod:`tfrec.data.sequences`. Right padding is
+accepted too; models mask every id outside ``[0, num_items)``, so the side does
 not change any result.
 """
 
@@ -31,9 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfrec.data.datasets import DataError, Interactions
+from tfrec.data.datasets import DataError, Interactions, merge_duplicates
+from tfrec.data.sequences import PAD, pad_left
 
-PAD = -1
 SECONDS_PER_DAY = 86400.0
 # Release era buckets (upper bounds, exclusive) of ML-100K movies; the last id is
 # "unknown year".
@@ -57,6 +58,10 @@ class TimeSplit:
             user.
         protocol: ``"last"`` (per-user latest interaction) or ``"global"``.
         cutoff: The global cutoff time (unix seconds), or None.
+        dropped: Counts of what the split left out: ``test_unknown_user`` /
+            ``test_unknown_item`` (test-period rows whose user or item has no
+            training row), ``duplicates_merged`` (see
+            `tfrec.data.datasets.merge_duplicates`).
     """
 
     name: str
@@ -68,7 +73,19 @@ class TimeSplit:
     test: dict[str, np.ndarray]
     protocol: str
     cutoff: int | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
     _starts: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def describe(self) -> str:
+        """One line: sizes and every non-zero count in `dropped`."""
+        from tfrec.data.splits import describe_dropped
+
+        text = (
+            f"{self.name}: {self.num_users} users, {self.num_items} items; train "
+            f"{len(self.train['user_id'])}, test {len(self.test['user_id'])} rows"
+        )
+        notes = describe_dropped(self.dropped)
+        return text + (f"; {notes}" if notes else "")
 
     def _encode(self, raw, vocab, what):
         raw = np.asarray(raw, dtype=np.int64)
@@ -131,12 +148,16 @@ def time_split(inter: Interactions, *, test_fraction: float | None = None) -> Ti
             each user with training history gets their first interaction at or
             after the cutoff whose item is known from training as the next item.
 
+    Repeated (user, item) rows are first merged into the latest
+    (`tfrec.data.datasets.merge_duplicates`).
+
     Returns:
         A `TimeSplit`. Users and items without training interactions are not in
-        the vocabularies (their test rows are dropped: cold start is out of this
-        protocol's scope).
+        the vocabularies (their test rows are dropped and counted in
+        `TimeSplit.dropped`: cold start is out of this protocol's scope).
     """
     _check_interactions(inter)
+    inter = merge_duplicates(inter)
     n = len(inter)
     order = np.lexsort((np.arange(n), inter.timestamp, inter.user))
     user, item = inter.user[order], inter.item[order]
@@ -165,9 +186,9 @@ def time_split(inter: Interactions, *, test_fraction: float | None = None) -> Ti
         raise DataError(f"{inter.name}: the time split left no training data.")
     u = np.searchsorted(user_ids, user)
     i = np.searchsorted(item_ids, item)
-    known = (user_ids[np.minimum(u, user_ids.size - 1)] == user) & (
-        item_ids[np.minimum(i, item_ids.size - 1)] == item
-    )
+    user_known = user_ids[np.minimum(u, user_ids.size - 1)] == user
+    item_known = item_ids[np.minimum(i, item_ids.size - 1)] == item
+    known = user_known & item_known
     train = {
         "user_id": u[is_train].astype(np.int64),
         "item_id": i[is_train].astype(np.int64),
@@ -196,6 +217,11 @@ def time_split(inter: Interactions, *, test_fraction: float | None = None) -> Ti
         test=test,
         protocol=protocol,
         cutoff=cutoff,
+        dropped={
+            "test_unknown_user": int((is_test & ~user_known).sum()),
+            "test_unknown_item": int((is_test & user_known & ~item_known).sum()),
+            "duplicates_merged": inter.duplicates_merged,
+        },
     )
 
 
@@ -233,23 +259,15 @@ def _check_padding(padding: str) -> None:
 def _gather_histories(
     split: TimeSplit, ends: np.ndarray, starts: np.ndarray, max_length: int, padding: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """History rows ``train[max(starts, ends - L) : ends]`` padded to ``L``."""
+    """History rows ``train[max(starts, ends - L) : ends]`` padded to ``L``
+    (:func:`tfrec.data.sequences.pad_left`)."""
     if int(max_length) < 1:
         raise ValueError(f"`max_length` must be a positive int. Received: {max_length!r}")
     _check_padding(padding)
     L = int(max_length)
-    lengths = np.minimum(ends - starts, L)
-    k = np.arange(L)[None, :]
-    if padding == "left":
-        valid = k >= (L - lengths)[:, None]
-        idx = ends[:, None] - L + k
-    else:
-        valid = k < lengths[:, None]
-        idx = ends[:, None] - lengths[:, None] + k
-    idx = np.where(valid, idx, 0)
-    items = np.where(valid, split.train["item_id"][idx], PAD).astype(np.int64)
-    times = np.where(valid, split.train["timestamp"][idx], 0).astype(np.int64)
-    return items, times
+    items = pad_left(split.train["item_id"], starts, ends, L, pad=PAD, side=padding)
+    times = pad_left(split.train["timestamp"], starts, ends, L, pad=0, side=padding)
+    return items.astype(np.int64), times.astype(np.int64)
 
 
 def rolled_back_examples(

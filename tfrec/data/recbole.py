@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfrec.data.datasets import DataError, Interactions
-from tfrec.data.splits import Split, _names, _part
+from tfrec.data.splits import Split, _names, _part, _restrict_to_train
 
 __all__ = ["k_core_filter", "recbole_split"]
 
@@ -70,7 +70,9 @@ def recbole_split(
     """RecBole general protocol: rating filter, k-core, per-user random split.
 
     Every kept row becomes an implicit positive (``rating`` 1.0); repeated (user,
-    item) rows are merged first.
+    item) rows are merged first. The vocabularies are the training part's users
+    and items: a valid/test row whose item has no training row is dropped and
+    counted in `Split.dropped` (RecBole itself keeps such items as candidates).
 
     Args:
         inter: Interactions (timestamps not needed).
@@ -122,18 +124,26 @@ def recbole_split(
         "test": order[rank >= bound_valid],
     }
 
+    vocab_users, vocab_items, u, i, kept, dropped = _restrict_to_train(
+        inter.name,
+        user,
+        item,
+        np.sort(parts["train"]),
+        {"valid": np.sort(parts["valid"]), "test": np.sort(parts["test"])},
+    )
+
     def part(rows):
-        rows = np.sort(rows)
-        return _part(u_idx[rows], i_idx[rows], np.ones(rows.size, np.float32))
+        return _part(u[rows], i[rows], np.ones(rows.size, np.float32))
 
     return Split(
         name=inter.name,
-        num_users=int(user_ids.size),
-        num_items=int(item_ids.size),
-        train=part(parts["train"]),
-        valid=part(parts["valid"]),
-        test=part(parts["test"]),
-        user_ids=user_ids.astype(np.int64),
-        item_ids=item_ids.astype(np.int64),
-        item_names=_names(inter, item_ids),
+        num_users=int(vocab_users.size),
+        num_items=int(vocab_items.size),
+        train=part(np.sort(parts["train"])),
+        valid=part(kept["valid"]),
+        test=part(kept["test"]),
+        user_ids=vocab_users.astype(np.int64),
+        item_ids=vocab_items.astype(np.int64),
+        item_names=_names(inter, vocab_items),
+        dropped=dict(dropped, duplicates_merged=inter.duplicates_merged),
     )

@@ -18,8 +18,12 @@ Sources:
   sample), preprocessed the same way (`DIGINETICA_SETTINGS`).
 
 Bad input: missing, empty or malformed files (wrong header, field count,
-non-numeric ids, unparsable or non-finite times) raise `DataError` naming the
-file and line. Handled, documented and tested: clicks out of time order are
+non-numeric ids, unparsable or non-finite times, bytes that are not UTF-8)
+raise `DataError` naming the file and line; the catalogue's sample files are
+checked against their sha256 each time they are read
+(`tfrec.data.datasets.verify_file`). Repeated clicks on an item within a
+session are kept: a click log is a sequence, not a rating matrix, so the
+duplicate-merging rule of the interaction loaders does not apply. Handled, documented and tested: clicks out of time order are
 sorted (stable), as the official code does; sessions of length 1 are dropped
 from train (no next-click pair) and test; test clicks on items unknown to
 train are dropped before sessions are formed, as the official evaluation does
@@ -42,7 +46,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tfrec.data.datasets import DataError, load_interactions
+from tfrec.data.datasets import DataError, decode_text, load_interactions, verify_file
+from tfrec.data.sequences import SESSION_PAD, pad_left
 
 __all__ = [
     "DIGINETICA_SETTINGS",
@@ -433,10 +438,7 @@ def _read_table(
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    data = path.read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    text = data.decode("utf-8", errors="replace")
+    text = decode_text(path, path.read_bytes(), "utf-8")
     body = text.strip()
     if not body:
         raise DataError(f"{path}: the file is empty")
@@ -506,7 +508,7 @@ def read_gru4rec_tsv(path) -> pd.DataFrame:
 
 def _check_field_counts(path, sep: str, n: int, *, header: bool) -> None:
     """Rejects lines with more or fewer fields than `n` (pandas may pad them)."""
-    text = pathlib.Path(path).read_bytes().decode("utf-8", errors="replace")
+    text = decode_text(path, pathlib.Path(path).read_bytes(), "utf-8")
     counts = np.array([line.count(sep) for line in text.splitlines() if line.strip()])
     wrong = np.flatnonzero(counts != n - 1)
     if wrong.size:
@@ -826,6 +828,7 @@ def load_yoochoose(
         for p in paths:
             if not p.is_file():
                 raise DataError(f"{p}: file not found (needed for split={split!r})")
+            verify_file("yoochoose-rsc15-100k-sample", folder, p.name)
         train = read_gru4rec_tsv(paths[0])
         test = read_gru4rec_tsv(paths[1])
         settings = {
@@ -887,6 +890,7 @@ def load_diginetica(
         settings["min_item_support"] = int(min_item_support)
     if test_days is not None:
         settings["test_days"] = float(test_days)
+    verify_file("diginetica-srgnn-sample", folder, path.name)
     events = read_diginetica_views(path)
     train, test, stats = gru4rec_preprocess(events, name="diginetica", **settings)
     return _to_split("diginetica", train, test, dict(settings, source=str(path)), stats)
@@ -1039,7 +1043,8 @@ def session_parallel_dataset(sessions: Sessions, batch_size: int):
 def padded_prefixes(
     sessions: Sessions, max_length: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every next-click prefix of every session, left-padded with 0.
+    """Every next-click prefix of every session, left-padded with 0
+    (``SESSION_PAD``, :func:`tfrec.data.sequences.pad_left`).
 
     Row ``j`` holds the clicks of a session up to (and including) click ``t``
     (the last `max_length` of them), right-aligned; its target is click
@@ -1058,12 +1063,10 @@ def padded_prefixes(
     sess = np.repeat(np.arange(sessions.num_sessions), n)
     t = np.arange(sess.size) - np.repeat(np.cumsum(n) - n, n)  # 0-based click index
     end = sessions.offsets[sess] + t  # index of the last input click
-    out = np.zeros((sess.size, max_length), dtype=np.int64)
-    for k in range(max_length):  # column max_length-1-k holds click end-k
-        src = end - k
-        ok = src >= sessions.offsets[sess]
-        out[ok, max_length - 1 - k] = sessions.items[src[ok]]
-    return out, sessions.items[end + 1]
+    out = pad_left(
+        sessions.items, sessions.offsets[sess], end + 1, max_length, pad=SESSION_PAD
+    )
+    return out.astype(np.int64), sessions.items[end + 1]
 
 
 def sequence_dataset(sessions: Sessions, max_length: int, batch_size: int):

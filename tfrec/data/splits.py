@@ -12,6 +12,20 @@ Protocols:
 - `random_split`: a random split of the rating rows (rating prediction, e.g.
   AutoRec's RMSE protocol).
 - `ncf_split`: the exact files published with the NCF paper.
+
+Rules every split function here (and `tfrec.data.userfiles`,
+`tfrec.data.recbole`) applies:
+
+* The vocabularies are the users and items of the **training** part. A
+  validation or test row whose user or item has no training row is dropped and
+  counted in `Split.dropped` (`Split.describe` says how many), never given an
+  untrained embedding row. (`ncf_split` keeps the published negatives as they
+  are; items among them with no training row are counted too.)
+* A (user, item) pair of the validation or test part never also appears in
+  training: repeated pairs are merged by `tfrec.data.datasets.merge_duplicates`
+  when the data is loaded, and every split checks the parts are disjoint.
+* Raw ids are re-indexed through sorted vocabularies, so a stray huge id adds
+  one row and never sets `num_users` / `num_items`.
 """
 
 from __future__ import annotations
@@ -29,8 +43,11 @@ from tfrec.data.datasets import (
     _ncf_titles,
     _ncf_train_path,
     _read_ncf_ratings,
+    check_id_minimum,
     dataset_dir,
     load_interactions,
+    merge_duplicates,
+    verify_file,
 )
 
 __all__ = ["Split", "leave_one_out", "load_split", "ncf_split", "random_split"]
@@ -55,6 +72,13 @@ class Split:
         user_ids: Raw id of each user index, sorted ascending.
         item_ids: Raw id of each item index, sorted ascending.
         item_names: Title of each item index ("" when unknown), or None.
+        dropped: What the split left out and why, as counts:
+            ``valid_unknown_user`` / ``valid_unknown_item`` /
+            ``test_unknown_user`` / ``test_unknown_item`` (rows whose user or
+            item has no training row), ``duplicates_merged`` (repeated (user,
+            item) rows merged when loading), and for `ncf_split`
+            ``negatives_untrained`` (negative slots naming an item with no
+            training row).
     """
 
     name: str
@@ -68,9 +92,27 @@ class Split:
     user_ids: np.ndarray
     item_ids: np.ndarray
     item_names: list[str] | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
     _csr: tuple[np.ndarray, np.ndarray] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    def describe(self) -> str:
+        """One line: sizes of the parts and every non-zero count in `dropped`.
+
+        Example: ``movielens-100k: 943 users, 1678 items; train 98114, valid
+        942, test 940 rows; dropped: 3 test rows (item not in training), ...``
+        """
+        sizes = [f"train {len(self.train['user_id'])}"]
+        if self.valid is not None:
+            sizes.append(f"valid {len(self.valid['user_id'])}")
+        sizes.append(f"test {len(self.test['user_id'])}")
+        text = (
+            f"{self.name}: {self.num_users} users, {self.num_items} items; "
+            f"{', '.join(sizes)} rows"
+        )
+        notes = describe_dropped(self.dropped)
+        return text + (f"; {notes}" if notes else "")
 
     def _encode(self, raw_ids, vocab: np.ndarray, what: str) -> np.ndarray:
         raw = np.asarray(raw_ids, dtype=np.int64)
@@ -131,6 +173,93 @@ class Split:
         indptr = np.zeros(self.num_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(users, minlength=self.num_users), out=indptr[1:])
         return indptr, (keys % self.num_items).astype(np.int64)
+
+
+_DROP_TEXT = {
+    "valid_unknown_user": "validation rows (user not in training)",
+    "valid_unknown_item": "validation rows (item not in training)",
+    "test_unknown_user": "test rows (user not in training)",
+    "test_unknown_item": "test rows (item not in training)",
+    "duplicates_merged": "repeated (user, item) rows merged into the latest",
+    "negatives_untrained": "negative slots on items with no training row (kept)",
+}
+
+
+def describe_dropped(dropped: dict[str, int]) -> str:
+    """``"dropped: 3 test rows (item not in training), ..."`` or ``""``."""
+    parts = [
+        f"{n} {_DROP_TEXT.get(key, key)}" for key, n in dropped.items() if n
+    ]
+    return "dropped: " + ", ".join(parts) if parts else ""
+
+
+def _restrict_to_train(
+    name: str,
+    user: np.ndarray,
+    item: np.ndarray,
+    train_rows: np.ndarray,
+    held_out: dict[str, np.ndarray | None],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict, dict[str, int]]:
+    """Vocabularies from the training rows; held-out rows outside them dropped.
+
+    Args:
+        name: Data set name, for messages.
+        user, item: Raw ids of every row.
+        train_rows: Rows of the training part.
+        held_out: ``{"valid": rows or None, "test": rows}``.
+
+    Returns:
+        ``(user_ids, item_ids, u_idx, i_idx, kept, dropped)``: sorted training
+        vocabularies, the index of every row (-1 outside the vocabularies), the
+        kept rows of each held-out part (in their order) and the counts of
+        dropped rows.
+
+    Raises:
+        DataError: a held-out (user, item) pair also appears in training.
+    """
+    user_ids = _unique(user[train_rows])
+    item_ids = _unique(item[train_rows])
+    u_idx = _lookup(user_ids, user)
+    i_idx = _lookup(item_ids, item)
+    train_keys = _unique(u_idx[train_rows] * max(item_ids.size, 1) + i_idx[train_rows])
+    kept: dict[str, np.ndarray | None] = {}
+    dropped: dict[str, int] = {}
+    for part, rows in held_out.items():
+        if rows is None:
+            kept[part] = None
+            continue
+        no_user = u_idx[rows] < 0
+        no_item = (i_idx[rows] < 0) & ~no_user
+        dropped[f"{part}_unknown_user"] = int(no_user.sum())
+        dropped[f"{part}_unknown_item"] = int(no_item.sum())
+        rows = rows[~(no_user | no_item)]
+        keys = u_idx[rows] * max(item_ids.size, 1) + i_idx[rows]
+        pos = np.minimum(np.searchsorted(train_keys, keys), max(train_keys.size - 1, 0))
+        clash = train_keys.size > 0 and (train_keys[pos] == keys)
+        if np.any(clash):
+            k = int(rows[np.flatnonzero(clash)[0]])
+            raise DataError(
+                f"{name}: the {part} pair (user {user[k]}, item {item[k]}) also "
+                f"appears in training ({int(np.sum(clash))} such {part} rows); a "
+                "held-out interaction must not be trained on."
+            )
+        kept[part] = rows
+    return user_ids, item_ids, u_idx, i_idx, kept, dropped
+
+
+def _unique(x: np.ndarray) -> np.ndarray:
+    """Sorted unique values (sort based: numpy 2's hash-based `np.unique` is far
+    slower on large int arrays)."""
+    a = np.sort(np.asarray(x).ravel())
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+
+
+def _lookup(vocab: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Index of each raw id in the sorted `vocab`, -1 when absent."""
+    if vocab.size == 0:
+        return np.full(raw.shape, -1, np.int64)
+    pos = np.minimum(np.searchsorted(vocab, raw), vocab.size - 1)
+    return np.where(vocab[pos] == raw, pos, -1).astype(np.int64)
 
 
 def _part(user, item, rating) -> dict[str, np.ndarray]:
@@ -243,10 +372,12 @@ def leave_one_out(
 
     Each user's latest interaction goes to test and, when `validation`, the one
     before it to valid; the rest is train. Ties in time are broken by the
-    original row order (a later row counts as later). Users with fewer than
-    `min_interactions` interactions are dropped before anything else. The
-    vocabularies are the sorted unique raw ids of the kept rows. Repeated
-    (user, item) pairs are kept as they are.
+    original row order (a later row counts as later). Repeated (user, item)
+    rows are first merged into the latest (`merge_duplicates`); users with
+    fewer than `min_interactions` interactions are then dropped. The
+    vocabularies are the sorted raw ids of the training rows: a held-out row
+    whose item never occurs in training is dropped (counted in
+    `Split.dropped`).
 
     Negatives: for each test (and valid) row, `num_negatives` distinct items
     drawn uniformly from the items the user never interacted with in any split.
@@ -263,8 +394,8 @@ def leave_one_out(
             2, or 3 with `validation`.
 
     Returns:
-        A `Split` with one test (and valid) row per kept user, ordered by user
-        index.
+        A `Split` with one test (and valid) row per kept user (less the dropped
+        ones), ordered by user index.
     """
     if inter.timestamp is None:
         raise DataError(
@@ -282,6 +413,7 @@ def leave_one_out(
         raise ValueError(
             f"`num_negatives` must be >= 0. Received: num_negatives={num_negatives}"
         )
+    inter = merge_duplicates(inter)
     user = np.asarray(inter.user, dtype=np.int64)
     _, inverse, counts = np.unique(user, return_inverse=True, return_counts=True)
     keep = counts[inverse] >= min_interactions
@@ -294,15 +426,8 @@ def leave_one_out(
     rating = np.asarray(inter.rating, dtype=np.float32)[keep]
     ts = np.asarray(inter.timestamp, dtype=np.int64)[keep]
 
-    user_ids, u_idx = np.unique(user, return_inverse=True)
-    item_ids, i_idx = np.unique(item, return_inverse=True)
-    u_idx = u_idx.astype(np.int64)
-    i_idx = i_idx.astype(np.int64)
-    num_users, num_items = user_ids.size, item_ids.size
-
-    order = np.argsort(ts, kind="stable")
-    order = order[np.argsort(u_idx[order], kind="stable")]
-    su = u_idx[order]
+    order = np.lexsort((np.arange(user.size), ts, user))
+    su = user[order]
     last = np.flatnonzero(np.r_[su[1:] != su[:-1], True])  # last row per user
     test_rows = order[last]
     holdout = [test_rows]
@@ -310,14 +435,21 @@ def leave_one_out(
     if validation:
         valid_rows = order[last - 1]
         holdout.append(valid_rows)
-    train_mask = np.ones(u_idx.size, dtype=bool)
+    train_mask = np.ones(user.size, dtype=bool)
     train_mask[np.concatenate(holdout)] = False
     train_rows = np.flatnonzero(train_mask)
+
+    user_ids, item_ids, u_idx, i_idx, kept, dropped = _restrict_to_train(
+        inter.name, user, item, train_rows, {"valid": valid_rows, "test": test_rows}
+    )
+    test_rows, valid_rows = kept["test"], kept["valid"]
+    num_users, num_items = user_ids.size, item_ids.size
 
     def part(rows):
         return _part(u_idx[rows], i_idx[rows], rating[rows])
 
-    positive_keys = np.unique(u_idx * num_items + i_idx)
+    known = np.concatenate([train_rows, test_rows] + ([valid_rows] if validation else []))
+    positive_keys = _unique(u_idx[known] * num_items + i_idx[known])
     rng = np.random.default_rng(seed)
     test_neg = _sample_negatives(
         u_idx[test_rows], positive_keys, num_items, num_negatives, rng
@@ -339,6 +471,7 @@ def leave_one_out(
         user_ids=user_ids.astype(np.int64),
         item_ids=item_ids.astype(np.int64),
         item_names=_names(inter, item_ids),
+        dropped=dict(dropped, duplicates_merged=inter.duplicates_merged),
     )
 
 
@@ -351,8 +484,10 @@ def random_split(
 ) -> Split:
     """Random split of the rating rows.
 
-    The vocabularies come from all rows, so test users or items may be absent
-    from train. No negatives are sampled.
+    Repeated (user, item) rows are first merged into the latest
+    (`merge_duplicates`). The vocabularies are the users and items of the
+    training rows; validation and test rows outside them are dropped (counted
+    in `Split.dropped`). No negatives are sampled.
 
     Args:
         inter: Interactions (timestamps not needed).
@@ -362,7 +497,7 @@ def random_split(
 
     Returns:
         A `Split` whose train, valid and test rows are disjoint and together
-        equal the input rows.
+        equal the merged input rows, less the dropped ones.
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(
@@ -374,15 +509,12 @@ def random_split(
             f"< 1. Received: test_fraction={test_fraction}, "
             f"valid_fraction={valid_fraction}"
         )
+    inter = merge_duplicates(inter)
     n = len(inter)
     if n == 0:
         raise DataError(f"Data set {inter.name!r} has no ratings.")
-    user_ids, u_idx = np.unique(
-        np.asarray(inter.user, dtype=np.int64), return_inverse=True
-    )
-    item_ids, i_idx = np.unique(
-        np.asarray(inter.item, dtype=np.int64), return_inverse=True
-    )
+    user = np.asarray(inter.user, dtype=np.int64)
+    item = np.asarray(inter.item, dtype=np.int64)
     rating = np.asarray(inter.rating, dtype=np.float32)
     perm = np.random.default_rng(seed).permutation(n)
     n_test = int(round(test_fraction * n))
@@ -390,6 +522,13 @@ def random_split(
     test_rows = np.sort(perm[:n_test])
     valid_rows = np.sort(perm[n_test : n_test + n_valid])
     train_rows = np.sort(perm[n_test + n_valid :])
+    user_ids, item_ids, u_idx, i_idx, kept, dropped = _restrict_to_train(
+        inter.name,
+        user,
+        item,
+        train_rows,
+        {"valid": valid_rows if valid_fraction > 0 else None, "test": test_rows},
+    )
 
     def part(rows):
         return _part(u_idx[rows], i_idx[rows], rating[rows])
@@ -399,11 +538,12 @@ def random_split(
         num_users=int(user_ids.size),
         num_items=int(item_ids.size),
         train=part(train_rows),
-        test=part(test_rows),
-        valid=part(valid_rows) if valid_fraction > 0 else None,
+        test=part(kept["test"]),
+        valid=part(kept["valid"]) if valid_fraction > 0 else None,
         user_ids=user_ids.astype(np.int64),
         item_ids=item_ids.astype(np.int64),
         item_names=_names(inter, item_ids),
+        dropped=dict(dropped, duplicates_merged=inter.duplicates_merged),
     )
 
 
@@ -467,11 +607,17 @@ def ncf_split(
 ) -> Split:
     """The NCF paper's leave-one-out split of MovieLens 1M, read from its files.
 
-    Ids in the files are already 0-based and contiguous; `num_users` and
-    `num_items` are max id + 1 over the train, test and negative files (6,040 and
-    3,706). ``test`` is ``ml-1m.test.rating``; ``test_negatives`` row k holds the
-    99 items of line k of ``ml-1m.test.negative``, whose ``(u,i)`` header is
-    checked against test line k. There is no validation split.
+    Ids in the files are 0-based and contiguous; the vocabularies are every id
+    of the train, test and negative files, re-indexed (6,040 users and 3,706
+    items, where indices equal ids). ``test`` is ``ml-1m.test.rating``;
+    ``test_negatives`` row k holds the 99 items of line k of
+    ``ml-1m.test.negative``, whose ``(u,i)`` header is checked against test line
+    k. There is no validation split. Every file is verified against the
+    catalogue's checksum; a test line whose user or item has no train row is
+    dropped (with its negatives) and counted in `Split.dropped`, and a test
+    pair that also appears in the train file is an error. Negatives are kept as
+    published; slots naming an item with no train row (with the reconstructed
+    train file: 2 items) are counted as ``negatives_untrained``.
 
     Known quirk of the published file: for 156 users the positive test item
     also appears among their 99 negatives. The file is kept as is; the
@@ -494,23 +640,55 @@ def ncf_split(
     train = _read_ncf_ratings(_ncf_train_path(root), name)
     test_path = root / "ml-1m.test.rating"
     test = _read_ncf_ratings(test_path, name)
-    negatives = _read_ncf_negatives(root / "ml-1m.test.negative", test.user, test.item)
-    for arr, what in ((train.user, "user"), (train.item, "item"), (negatives, "item")):
-        if arr.size and arr.min() < 0:
-            raise DataError(f"{root}: negative {what} id {int(arr.min())} in NCF files")
-    num_users = int(max(train.user.max(), test.user.max())) + 1
-    num_items = int(max(train.item.max(), test.item.max(), negatives.max())) + 1
+    neg_path = verify_file(name, root, "ml-1m.test.negative")
+    negatives = _read_ncf_negatives(neg_path, test.user, test.item)
+    if negatives.size:
+        check_id_minimum(neg_path, negatives.min(axis=1), 0, "negative item id")
+    merged = merge_duplicates(train)
+    # Users and items: every id of the three files, re-indexed (the published
+    # ids are 0-based and contiguous, so indices equal ids; a stray huge id adds
+    # one row instead of setting the size).
+    user_ids = _unique(np.concatenate([merged.user, test.user]))
+    item_ids = _unique(np.concatenate([merged.item, test.item, negatives.ravel()]))
+    train_u, train_i = _lookup(user_ids, merged.user), _lookup(item_ids, merged.item)
+    test_u, test_i = _lookup(user_ids, test.user), _lookup(item_ids, test.item)
+    trained_users = np.zeros(user_ids.size, bool)
+    trained_users[train_u] = True
+    trained_items = np.zeros(item_ids.size, bool)
+    trained_items[train_i] = True
+    no_user = ~trained_users[test_u]
+    no_item = ~trained_items[test_i] & ~no_user
+    keep = ~(no_user | no_item)
+    train_keys = _unique(train_u * item_ids.size + train_i)
+    test_keys = test_u * item_ids.size + test_i
+    pos = np.minimum(np.searchsorted(train_keys, test_keys), train_keys.size - 1)
+    clash = train_keys[pos] == test_keys
+    if clash.any():
+        k = int(np.flatnonzero(clash)[0])
+        raise DataError(
+            f"{test_path}: line {k + 1}: the test pair (user {int(test.user[k])}, item "
+            f"{int(test.item[k])}) also appears in the train file "
+            f"({int(clash.sum())} such lines); a test interaction must not be "
+            "trained on."
+        )
+    neg_idx = _lookup(item_ids, negatives)[keep]
     titles = _ncf_titles(root)
     return Split(
         name=name,
-        num_users=num_users,
-        num_items=num_items,
-        train=_part(train.user, train.item, train.rating),
-        test=_part(test.user, test.item, test.rating),
-        test_negatives=negatives,
-        user_ids=np.arange(num_users, dtype=np.int64),
-        item_ids=np.arange(num_items, dtype=np.int64),
-        item_names=[titles.get(i, "") for i in range(num_items)] if titles else None,
+        num_users=int(user_ids.size),
+        num_items=int(item_ids.size),
+        train=_part(train_u, train_i, merged.rating),
+        test=_part(test_u[keep], test_i[keep], test.rating[keep]),
+        test_negatives=neg_idx,
+        user_ids=user_ids.astype(np.int64),
+        item_ids=item_ids.astype(np.int64),
+        item_names=[titles.get(int(i), "") for i in item_ids] if titles else None,
+        dropped={
+            "test_unknown_user": int(no_user.sum()),
+            "test_unknown_item": int(no_item.sum()),
+            "duplicates_merged": merged.duplicates_merged,
+            "negatives_untrained": int((~trained_items[neg_idx]).sum()),
+        },
     )
 
 

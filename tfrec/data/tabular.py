@@ -28,7 +28,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrec.data.content import movielens_items, movielens_users
-from tfrec.data.datasets import DataError, dataset_dir, load_interactions
+from tfrec.data.datasets import DataError, dataset_dir, load_interactions, verify_file
 
 FEATURE_DTYPES: dict[str, str] = {
     "user_id": "int64",
@@ -165,10 +165,11 @@ def _ml1m_ratings(data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(UserID, MovieID, rating) of all ML-1M ratings."""
     try:
         root = dataset_dir("movielens-1m", data_dir, download=False)
+    except DataError:
+        root = None  # no complete ratings.dat: use the NCF copy
+    if root is not None:  # a damaged file raises, it does not fall back
         inter = load_interactions("movielens-1m", root, download=False)
         return inter.user, inter.item, inter.rating
-    except DataError:
-        pass  # no complete ratings.dat: use the NCF copy
     root = dataset_dir("ncf-ml-1m")
     inter = load_interactions("ncf-ml-1m", root)
     mapping = next(
@@ -187,17 +188,29 @@ def _ml1m_ratings(data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             f"{root}: reconstructed/ncf_item_to_movieid.tsv is missing; it maps NCF "
             "item ids to MovieIDs (needed for ML-1M movie features)."
         )
+    verify_file("ncf-ml-1m", root, mapping.relative_to(root).as_posix())
     table = pd.read_csv(mapping, sep="\t")
     if table.shape[1] != 2:
         raise DataError(f"{mapping}: expected 2 columns, got {table.shape[1]}")
+    # A lookup through the sorted ids (not an array sized by the largest id, which
+    # a stray huge id would blow up).
     ncf_ids = table.iloc[:, 0].to_numpy(np.int64)
-    movie = np.full(int(ncf_ids.max()) + 1, -1, np.int64)
-    known = table.iloc[:, 1].notna().to_numpy()
-    movie[ncf_ids[known]] = table.iloc[:, 1].to_numpy()[known].astype(np.int64)
+    order = np.argsort(ncf_ids, kind="stable")
+    ncf_sorted = ncf_ids[order]
+    movie_col = table.iloc[:, 1]
+    movie_sorted = np.where(
+        movie_col.notna().to_numpy(), movie_col.fillna(-1).to_numpy(), -1
+    ).astype(np.int64)[order]
     item = np.asarray(inter.item, np.int64)
-    if item.max() >= movie.size:
-        raise DataError(f"{mapping}: NCF item {int(item.max())} has no row")
-    raw_item = movie[item]
+    pos = np.minimum(np.searchsorted(ncf_sorted, item), max(ncf_sorted.size - 1, 0))
+    found = ncf_sorted.size > 0 and (ncf_sorted[pos] == item)
+    if not np.all(found):
+        missing = np.unique(item[~found])
+        raise DataError(
+            f"{mapping}: NCF item(s) {missing[:5].tolist()} have no row "
+            f"({missing.size} in all)"
+        )
+    raw_item = movie_sorted[pos]
     raw_item = np.where(raw_item < 0, UNKNOWN_MOVIE_OFFSET + item, raw_item)
     return np.asarray(inter.user, np.int64) + 1, raw_item, inter.rating
 

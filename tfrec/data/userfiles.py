@@ -13,17 +13,32 @@ plus the raw ids behind the codes, and :func:`split_table` splits it
 (``leave_one_out`` by time, ``time`` cut, ``random`` ratio) into a `Split` whose
 ``user_ids`` / ``item_ids`` are the raw ids, so a run's vocabulary and every
 export take the user's own ids.
+
+Rules (the same as for the catalogue data sets, `tfrec.data.datasets`):
+
+* ``.csv`` / ``.tsv`` files are UTF-8 (a byte-order mark is allowed); an
+  invalid byte is a `DataError` naming the file and line.
+* Ids are any integers (0 and negative ones included: the file defines them)
+  or strings; they are re-indexed through sorted vocabularies, so a huge id
+  never sets a model's size.
+* Repeated (user, item) rows are merged into one by
+  `tfrec.data.datasets.merge_duplicates`: the latest by ``time`` is kept, with
+  its rating (ties, or no ``time`` column: the later row in the file).
+* Splits take their vocabularies from the training rows; validation and test
+  rows whose user or item has no training row are dropped and counted
+  (`Split.dropped`, `Split.describe`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tfrec.data.datasets import DataError, Interactions
+from tfrec.data.datasets import DataError, Interactions, decode_text, merge_duplicates
 
 CANONICAL = ("user", "item", "rating", "time", "session")
 SUFFIXES = (".csv", ".tsv", ".parquet")
@@ -76,9 +91,16 @@ def _read_raw(path: Path) -> pd.DataFrame:
         if suffix == ".parquet":
             return pd.read_parquet(path)
         sep = "\t" if suffix == ".tsv" else ","
+        text = decode_text(path, path.read_bytes(), "utf-8")
         return pd.read_csv(
-            path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True
+            io.StringIO(text),
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
         )
+    except DataError:
+        raise
     except pd.errors.EmptyDataError as err:
         raise DataError(f"{path}: the file is empty.") from err
     except pd.errors.ParserError as err:
@@ -237,7 +259,9 @@ def table_interactions(
 
     Codes are positions in the sorted raw ids, so a `Split` made from the
     interactions (whose vocabularies are the sorted codes it keeps) maps back to
-    raw ids by indexing the returned vocabularies.
+    raw ids by indexing the returned vocabularies. Repeated (user, item) rows
+    are merged into the latest (`merge_duplicates`); the count is
+    ``Interactions.duplicates_merged``.
     """
     users, user_vocab = encode_ids(table["user"].to_numpy())
     items, item_vocab = encode_ids(table["item"].to_numpy())
@@ -247,7 +271,8 @@ def table_interactions(
         else np.ones(len(table), np.float32)
     )
     ts = table["time"].to_numpy(np.int64) if "time" in table else None
-    return Interactions(name, users, items, rating, ts), user_vocab, item_vocab
+    inter = merge_duplicates(Interactions(name, users, items, rating, ts))
+    return inter, user_vocab, item_vocab
 
 
 SPLITS = ("leave_one_out", "time", "random")
@@ -303,7 +328,10 @@ def split_table(
 
 
 def _time_split(inter: Interactions, test_fraction, valid_fraction):
-    from tfrec.data.splits import Split, _part
+    """The latest `test_fraction` of rows by time are test, the ones before
+    validation; held-out rows whose user or item has no training row are
+    dropped (counted in `Split.dropped`)."""
+    from tfrec.data.splits import Split, _part, _restrict_to_train
 
     if inter.timestamp is None:
         raise DataError(f"{inter.name}: the 'time' split needs a time column.")
@@ -319,10 +347,13 @@ def _time_split(inter: Interactions, test_fraction, valid_fraction):
     train_rows = order[: n - n_test - n_valid]
     valid_rows = order[n - n_test - n_valid : n - n_test]
     test_rows = order[n - n_test :]
-    users = np.unique(inter.user)
-    items = np.unique(inter.item)
-    u = np.searchsorted(users, inter.user)
-    i = np.searchsorted(items, inter.item)
+    users, items, u, i, kept, dropped = _restrict_to_train(
+        inter.name,
+        np.asarray(inter.user, np.int64),
+        np.asarray(inter.item, np.int64),
+        train_rows,
+        {"valid": valid_rows if n_valid else None, "test": test_rows},
+    )
 
     def part(rows):
         return _part(u[rows], i[rows], inter.rating[rows])
@@ -332,8 +363,9 @@ def _time_split(inter: Interactions, test_fraction, valid_fraction):
         num_users=len(users),
         num_items=len(items),
         train=part(train_rows),
-        valid=part(valid_rows) if n_valid else None,
-        test=part(test_rows),
+        valid=part(kept["valid"]) if n_valid else None,
+        test=part(kept["test"]),
         user_ids=users,
         item_ids=items,
+        dropped=dict(dropped, duplicates_merged=inter.duplicates_merged),
     )

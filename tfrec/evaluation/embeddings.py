@@ -22,7 +22,8 @@
   item's score is its mean cosine similarity to those items; items already in
   the user's training history are excluded (``exclude_history=False`` keeps
   them, for sessions with repeated clicks); the held-out item is ranked against
-  every other item (full ranking), HR@k and NDCG@k.
+  every other item (full ranking, :func:`tfrec.evaluation.ranking.full_ranking`),
+  HR@k and NDCG@k.
 * :func:`movielens_genres`: genre flags of ML-100K / ML-1M films from
   :mod:`tfrec.data.content`; the "unknown" pseudo-genre is dropped.
 
@@ -37,7 +38,7 @@ import os
 import numpy as np
 
 from tfrec.data.datasets import DataError
-from tfrec.evaluation.metrics import ranking_metrics
+from tfrec.evaluation.ranking import full_ranking, top_k
 
 __all__ = [
     "align_genres",
@@ -171,7 +172,7 @@ def nearest_neighbours(
         sims = unit[q] @ unit.T
         sims[:, ~mask] = -np.inf
         sims[np.arange(q.size), q] = -np.inf
-        out[lo : lo + 1024] = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        out[lo : lo + 1024] = top_k(sims, k)
     return out
 
 
@@ -285,18 +286,6 @@ def leave_last_out(offsets, items) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return offsets - np.arange(offsets.size), items[keep], items[last]
 
 
-def _full_ranking(scores, offsets, items, targets, ks, exclude_history=True):
-    scores = np.array(scores, np.float64)
-    if exclude_history:
-        seq = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
-        scores[seq, items] = -np.inf  # items already in the training history
-    relevant = np.zeros(scores.shape, bool)
-    relevant[np.arange(targets.size), targets] = True
-    if np.isneginf(scores[relevant]).any():
-        raise ValueError("A held-out item also occurs in its training history.")
-    return ranking_metrics(scores, relevant, ks=ks)
-
-
 def next_item_metrics(
     embeddings,
     offsets,
@@ -306,6 +295,7 @@ def next_item_metrics(
     recent: int = 5,
     ks=(10,),
     exclude_history: bool = True,
+    row_chunk: int = 2048,
 ) -> dict[str, float]:
     """HR/NDCG of the held-out next item under the mean-cosine rule.
 
@@ -317,6 +307,7 @@ def next_item_metrics(
         ks: cut-offs.
         exclude_history: rank only items outside the sequence (user histories);
             False keeps them (sessions, where a click may repeat an earlier one).
+        row_chunk: sequences scored at once.
 
     Returns:
         ``ranking_metrics`` output (``hr@k``, ``ndcg@k``, ...).
@@ -343,8 +334,14 @@ def next_item_metrics(
     np.add.at(profile, seq[use], unit[items[use]])
     counts = np.bincount(seq[use], minlength=offsets.size - 1)[:, None]
     profile /= np.maximum(counts, 1)
-    return _full_ranking(
-        profile @ unit.T, offsets, items, targets, ks, exclude_history
+
+    def scores(lo, hi):
+        return profile[lo:hi] @ unit.T
+
+    return full_ranking(
+        scores, targets, seen=(offsets, items) if exclude_history else None,
+        num_rows=targets.size, num_items=unit.shape[0], ks=ks, row_chunk=row_chunk,
+        seen_relevant="raise",
     )
 
 
@@ -355,5 +352,9 @@ def popularity_next_item_metrics(offsets, items, targets, num_items: int, *, ks=
     targets = _as_ids(targets, num_items, "targets")
     from tfrec.evaluation.protocols import item_popularity
 
-    scores = np.broadcast_to(item_popularity(items, num_items), (offsets.size - 1, num_items))
-    return _full_ranking(scores, offsets, items, targets, ks)
+    counts = item_popularity(items, num_items)
+    return full_ranking(
+        lambda lo, hi: np.broadcast_to(counts, (hi - lo, num_items)), targets,
+        seen=(offsets, items), num_rows=offsets.size - 1, num_items=num_items, ks=ks,
+        seen_relevant="raise",
+    )

@@ -1,7 +1,8 @@
 """Next-item evaluation on a time split (`tfrec.data.histories.TimeSplit`).
 
 Full ranking of each test user's next item over every item, the user's training
-items excluded (:func:`evaluate_scores`); the scores of the YouTube two-stage
+items excluded (:func:`evaluate_scores`, through the one full-ranking core
+:mod:`tfrec.evaluation.ranking`); the scores of the YouTube two-stage
 pipeline (:func:`pipeline_scores`: the retrieved candidates re-ranked, every
 other item below them) and of a popularity baseline. Used by the YouTube DNN
 and MV-DNN recipes and `scripts/reproduce_youtube.py`.
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfrec.data.histories import TimeSplit
-from tfrec.evaluation.metrics import ranking_metrics
+from tfrec.evaluation.ranking import _mask, csr_rows, full_ranking, top_k
 
 
 @dataclass
@@ -42,23 +43,21 @@ def evaluate_scores(
 ) -> dict[str, float]:
     """Full-ranking metrics of the next item; ``scores`` is ``[test users, N]``.
 
-    Every training item of the user is excluded (``-inf``) unless it is the label.
+    Every training item of the user is excluded; a label that is itself a
+    training item (a repeat), or that the caller scored ``-inf``, ranks below
+    every unseen item (:func:`tfrec.evaluation.ranking.full_ranking` with
+    ``seen_relevant="last"``: the pipeline never retrieves a seen item).
     """
-    scores = np.array(scores, np.float64)
     users, labels = split.test["user_id"], split.test["item_id"]
-    if scores.shape != (len(users), split.num_items):
+    if np.shape(scores) != (len(users), split.num_items):
         raise ValueError(
             f"`scores` must be [{len(users)}, {split.num_items}] (test users x items). "
-            f"Received shape {scores.shape}."
+            f"Received shape {np.shape(scores)}."
         )
-    indptr, indices = split.train_csr()
-    rows = np.repeat(np.arange(len(users)), np.diff(indptr)[users])
-    cols = np.concatenate([indices[indptr[u]:indptr[u + 1]] for u in users])
-    scores[rows, cols] = -np.inf
-    relevant = np.zeros_like(scores, dtype=bool)
-    relevant[np.arange(len(users)), labels] = True
-    scores[relevant] = np.where(np.isinf(scores[relevant]), -1e30, scores[relevant])
-    return ranking_metrics(scores, relevant, ks=ks)
+    return full_ranking(
+        scores, labels, seen=csr_rows(*split.train_csr(), users), ks=ks,
+        seen_relevant="last",
+    )
 
 
 def pipeline_scores(
@@ -76,11 +75,10 @@ def pipeline_scores(
     candidate order far below (they were not retrieved)."""
     from tfrec.youtube_serving import ranking_features
 
-    indptr, indices = split.train_csr()
+    seen = csr_rows(*split.train_csr(), requests.users)
     s = np.array(candidate_scores, np.float64)
-    for row, u in enumerate(requests.users):
-        s[row, indices[indptr[u]:indptr[u + 1]]] = -np.inf
-    top = np.argsort(-s, axis=1, kind="stable")[:, :num_candidates]
+    s[_mask(seen, 0, len(requests.users), s.shape[1])] = -np.inf
+    top = top_k(s, num_candidates)
     n_users = len(requests.users)
     rows = np.repeat(np.arange(n_users), num_candidates)
     feats = ranking_features(

@@ -57,6 +57,7 @@ __all__ = [
     "auc",
     "log_loss",
     "mae",
+    "ranking_metric_rows",
     "ranking_metric_sums",
     "ranking_metrics",
     "ranks_of_relevant",
@@ -185,6 +186,33 @@ def _per_row_metrics(
     return out
 
 
+def ranking_metric_rows(
+    scores: np.ndarray, relevant: np.ndarray, ks: Iterable[int] = (10,)
+) -> dict[str, np.ndarray]:
+    """Per-row ranking metrics of the rows that have a relevant item.
+
+    Args:
+        scores: float array ``[n, m]``; ``-inf`` marks excluded candidates.
+        relevant: bool array ``[n, m]``.
+        ks: cut-offs.
+
+    Returns:
+        A dict with keys ``hr@k``, ``ndcg@k``, ``recall@k``, ``mrr@k`` and
+        ``precision@k`` for each ``k``, each a float64 array over the rows with
+        at least one relevant item (in row order). Concatenating the rows of
+        several chunks and averaging once gives results independent of the
+        chunking (`tfrec.evaluation.ranking`).
+    """
+    ks = _check_ks(ks)
+    ranks = ranks_of_relevant(scores, relevant)
+    n_rel = (ranks >= 0).sum(axis=1)
+    keep = n_rel > 0
+    if not keep.any():
+        return {f"{name}@{k}": np.zeros(0) for k in ks for name in METRIC_NAMES}
+    per_row = _per_row_metrics(ranks[keep], n_rel[keep], ks)
+    return {f"{name}@{k}": per_row[f"{name}@{k}"] for k in ks for name in METRIC_NAMES}
+
+
 def ranking_metric_sums(
     scores: np.ndarray, relevant: np.ndarray, ks: Iterable[int] = (10,)
 ) -> tuple[dict[str, float], int]:
@@ -203,20 +231,9 @@ def ranking_metric_sums(
         ``mrr@k`` and ``precision@k`` for each ``k``, and the number of rows
         counted.
     """
-    ks = _check_ks(ks)
-    ranks = ranks_of_relevant(scores, relevant)
-    n_rel = (ranks >= 0).sum(axis=1)
-    keep = n_rel > 0
-    count = int(keep.sum())
-    if count == 0:
-        return {f"{name}@{k}": 0.0 for k in ks for name in METRIC_NAMES}, 0
-    per_row = _per_row_metrics(ranks[keep], n_rel[keep], ks)
-    sums = {
-        f"{name}@{k}": float(per_row[f"{name}@{k}"].sum())
-        for k in ks
-        for name in METRIC_NAMES
-    }
-    return sums, count
+    rows = ranking_metric_rows(scores, relevant, ks)
+    count = int(next(iter(rows.values())).size)
+    return {key: float(value.sum()) for key, value in rows.items()}, count
 
 
 def ranking_metrics(

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from tfrec.evaluation.metrics import _check_ks, mae, ranking_metric_sums, rmse
+from tfrec.evaluation.ranking import csr_rows, full_ranking
 
 __all__ = [
     "FullRanking",
@@ -178,6 +179,7 @@ def _repeated_in_row(candidates: np.ndarray) -> np.ndarray:
 class FullRanking:
     """Rank held-out items against all items, excluding items the user had in training.
 
+    A score function front-end of :func:`tfrec.evaluation.ranking.full_ranking`.
     Held-out (user, item) pairs are grouped by user: a user with several
     held-out items is one row with several relevant items. Training items given
     by the CSR exclusion (``exclude_indptr`` over user ids, ``exclude_indices``
@@ -275,46 +277,30 @@ class FullRanking:
         """Number of evaluated users (rows)."""
         return int(self.eval_users.size)
 
-    def _chunk_masks(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """Relevant and excluded masks ``[hi - lo, num_items]`` for user rows lo..hi."""
-        c = hi - lo
-        relevant = np.zeros((c, self.num_items), dtype=bool)
-        a, b = self.heldout_indptr[lo], self.heldout_indptr[hi]
-        rows = np.repeat(np.arange(c), np.diff(self.heldout_indptr[lo : hi + 1]))
-        relevant[rows, self.heldout_indices[a:b]] = True
-        excluded = np.zeros((c, self.num_items), dtype=bool)
-        if self.exclude_indptr is not None:
-            u = self.eval_users[lo:hi]
-            starts, ends = self.exclude_indptr[u], self.exclude_indptr[u + 1]
-            lengths = ends - starts
-            rows = np.repeat(np.arange(c), lengths)
-            offsets = np.arange(lengths.sum()) - np.repeat(
-                np.cumsum(lengths) - lengths, lengths
-            )
-            excluded[
-                rows, self.exclude_indices[np.repeat(starts, lengths) + offsets]
-            ] = True
-            excluded &= ~relevant
-        return relevant, excluded
-
     def evaluate(self, score_fn: ScoreFn) -> dict[str, float]:
-        """Mean ``hr@k``, ``ndcg@k``, ``recall@k``, ``mrr@k``, ``precision@k``."""
-        totals: dict[str, float] = {}
-        count = 0
+        """Mean ``hr@k``, ``ndcg@k``, ``recall@k``, ``mrr@k``, ``precision@k``
+        (:func:`tfrec.evaluation.ranking.full_ranking`, ``user_chunk`` users
+        per `score_fn` call)."""
         all_items = np.arange(self.num_items, dtype=np.int64)
-        for lo in range(0, self.num_users, self.user_chunk):
-            hi = min(lo + self.user_chunk, self.num_users)
+
+        def rows(lo: int, hi: int) -> np.ndarray:
             u = self.eval_users[lo:hi]
-            scores = _call_score_fn(
+            return _call_score_fn(
                 score_fn, np.repeat(u, self.num_items), np.tile(all_items, hi - lo)
             ).reshape(hi - lo, self.num_items)
-            relevant, excluded = self._chunk_masks(lo, hi)
-            scores = np.where(excluded, -np.inf, scores)
-            sums, n = ranking_metric_sums(scores, relevant, self.ks)
-            for key, value in sums.items():
-                totals[key] = totals.get(key, 0.0) + value
-            count += n
-        return _mean(totals, count)
+
+        seen = None
+        if self.exclude_indptr is not None:
+            seen = csr_rows(self.exclude_indptr, self.exclude_indices, self.eval_users)
+        return full_ranking(
+            rows,
+            (self.heldout_indptr, self.heldout_indices),
+            seen=seen,
+            num_rows=self.num_users,
+            num_items=self.num_items,
+            ks=self.ks,
+            row_chunk=self.user_chunk,
+        )
 
 
 def item_popularity(train_items: np.ndarray, num_items: int) -> np.ndarray:

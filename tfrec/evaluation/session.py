@@ -9,7 +9,10 @@ Ties: ``mode="conservative"`` (the official code's default) counts every item
 scoring at least as high as the target, the target included, so
 ``rank = #{j : s_j >= s_target}``: ties count against the model. ``"standard"``
 is ``1 + #{j : s_j > s_target}`` (ties in the model's favour) and ``"median"``
-puts the target in the middle of its tie group.
+puts the target in the middle of its tie group. The conservative rank is the
+pessimistic rank of the one full-ranking core (:mod:`tfrec.evaluation.ranking`)
+plus one (a test checks it); it is computed here inside the TF step, so the
+``[batch, num_items]`` scores never leave the graph, and nothing is excluded.
 
 Queries are run in session-parallel order like the official evaluation: a
 batch of slots, each following one test session; a slot's hidden state is

@@ -481,8 +481,8 @@ class GRU4RecRecipe(Recipe):
         )
 
         # Each stage's initial weights and samples depend on the seed only (not on
-        # whether an earlier stage trained or was loaded), so a resumed run matches;
-        # the refit stage starts exactly as `train_gru4rec(full, seed=seed)` does.
+        # whether an earlier stage trained or was loaded), so a resumed run matches
+        # and the refit stage is a fresh model trained on all training sessions.
         keras.utils.set_random_seed(int(config.seed))
         sessions = data.full if stage == "refit" else data.train
         arch = {k: v for k, v in model_kwargs.items() if k in _ARCH}

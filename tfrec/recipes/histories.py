@@ -48,6 +48,9 @@ class HistoryData:
         item_names: Title of each item index ("" when unknown).
         demographics: Whether ``content`` holds real demographic codes.
         has_content: Whether the items have real genres / title tokens.
+        max_length: History window of a request (the run's ``max_length``:
+            the recipes set it when they load the data; ``vocab`` saves it, so
+            ``recommend`` serves the window the model trained on).
     """
 
     split: TimeSplit
@@ -58,6 +61,7 @@ class HistoryData:
     item_names: list
     demographics: bool = True
     has_content: bool = True
+    max_length: int = 50
 
     @property
     def name(self) -> str:
@@ -261,6 +265,32 @@ def synthetic_histories(seed: int = 0, *, num_users: int = 40, num_items: int = 
                    _item_names(inter, split.item_ids))
 
 
+def as_interaction_split(data: HistoryData):
+    """``data``'s time split as a user-item `tfrec.data.splits.Split` (split
+    ``last`` of the interaction recipes): ``train`` is the fit part, ``valid``
+    each user's latest training interaction, ``test`` the test next items, all
+    with ``data``'s indices. Its full-ranking test protocol (training and
+    validation items excluded) is the history recipes' one, so MF and the
+    YouTube / MV-DNN models are compared on the same users, items and labels."""
+    from tfrec.data.splits import Split
+
+    def part(rows):
+        return {k: rows[k] for k in ("user_id", "item_id", "rating")}
+
+    s = data.split
+    return Split(
+        name=s.name,
+        num_users=s.num_users,
+        num_items=s.num_items,
+        train=part(data.fit.train),
+        valid=part(data.fit.test),
+        test=part(s.test),
+        user_ids=np.asarray(data.user_raw),
+        item_ids=np.asarray(data.item_raw),
+        item_names=list(data.item_names),
+    )
+
+
 def describe(data: HistoryData) -> str:
     s = data.split
     return (
@@ -296,6 +326,7 @@ def vocab(data: HistoryData) -> Vocab:
         seen=history_order(data.split),
     )
     out.tables = serving_tables(data)
+    out.tables["max_length"] = np.int64(data.max_length)
     return out
 
 
@@ -342,18 +373,14 @@ def tables_from_vocab(vocab_: Vocab, num_genres: int, title_vocab: int = 1) -> d
 
 def user_history(tables: dict, user: int, max_length: int):
     """``(item_history [1, L], history_timestamp [1, L])`` of ``user``'s last
-    ``max_length`` training interactions, left-padded with -1."""
-    from tfrec.data.histories import PAD
+    ``max_length`` training interactions, left-padded with -1
+    (:func:`tfrec.data.sequences.pad_left`)."""
+    from tfrec.data.sequences import PAD, pad_left
 
-    a, b = int(tables["indptr"][user]), int(tables["indptr"][user + 1])
-    a = max(a, b - max_length)
-    hist = np.full((1, max_length), PAD, np.int64)
-    htime = np.zeros((1, max_length), np.int64)
-    n = b - a
-    if n:
-        hist[0, max_length - n:] = tables["items"][a:b]
-        htime[0, max_length - n:] = tables["times"][a:b]
-    return hist, htime
+    a, b = [int(tables["indptr"][user])], [int(tables["indptr"][user + 1])]
+    hist = pad_left(np.asarray(tables["items"]), a, b, max_length, pad=PAD)
+    htime = pad_left(np.asarray(tables["times"]), a, b, max_length, pad=0)
+    return hist.astype(np.int64), htime.astype(np.int64)
 
 
 def demographics(tables: dict, users) -> dict:

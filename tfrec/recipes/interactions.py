@@ -21,6 +21,10 @@ INTERACTION_DATASETS = ("movielens-100k", "movielens-1m", "ncf-ml-1m")
 
 
 def load_split(source: DataSource, default_split: str = "leave_one_out"):
+    if (source.split or default_split) == "last":
+        from tfrec.recipes.histories import as_interaction_split, load_histories
+
+        return as_interaction_split(load_histories(source))
     from tfrec.data.sources import interaction_split
 
     return interaction_split(source, default_split=default_split)
@@ -43,7 +47,10 @@ def describe_split(split) -> str:
     if split.valid is not None:
         parts.append(f"{len(split.valid['user_id'])} validation")
     parts.append(f"{len(split.test['user_id'])} test rows")
-    return ", ".join(parts)
+    from tfrec.data.splits import describe_dropped
+
+    dropped = describe_dropped(getattr(split, "dropped", None) or {})
+    return ", ".join(parts) + (f"; {dropped}" if dropped else "")
 
 
 def split_vocab(split) -> Vocab:
@@ -102,24 +109,27 @@ def item_index(vocab: Vocab, item) -> int:
 
 def top_k(scores: np.ndarray, vocab: Vocab, k: int, exclude=()) -> list[tuple[Any, float]]:
     """The ``k`` best ``(raw item id, score)``, best first; ``exclude`` indices
-    never appear, nor do items without a finite score.
+    and items without a finite score never appear
+    (:func:`tfrec.evaluation.ranking.top_k`, the one top-K of every protocol).
 
-    The one top-K of every recipe's ``recommend``. When fewer than ``k`` items
-    remain, all of them are returned (the caller sees ``len(result) < k``; the CLI
-    says so). Ties keep the item order.
+    The top-K of every recipe's ``recommend``. When fewer than ``k`` items
+    remain, all of them are returned (the caller sees ``len(result) < k``; the
+    CLI says so).
 
     Raises:
         ValueError: ``k`` is not a positive int.
     """
+    from tfrec.evaluation.ranking import top_k as rank_top_k
+
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"`k` must be a positive int. Received: k={k!r}")
-    scores = np.asarray(scores, np.float64).reshape(-1).copy()
-    exclude = np.asarray(list(exclude), np.int64)
-    if exclude.size:
-        exclude = exclude[(exclude >= 0) & (exclude < scores.size)]
-        scores[exclude] = -np.inf
-    valid = np.flatnonzero(np.isfinite(scores))
-    order = valid[np.argsort(-scores[valid], kind="stable")][: int(k)]
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if scores.size == 0:
+        return []
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    order = rank_top_k(scores, min(int(k), scores.size), exclude=list(exclude))
+    order = order[np.isfinite(scores[order])]
+    order = order[~np.isin(order, np.asarray(list(exclude), np.int64))]
     return [(vocab.items[i], float(scores[i])) for i in order]
 
 

@@ -512,23 +512,15 @@ def synthetic_sequences(seed: int = 0, *, num_items: int = 24, num_seqs: int = 6
 
 
 def next_item(table, cases: NextItems, *, recent, ks, exclude_history) -> dict:
-    """:func:`~tfrec.evaluation.embeddings.next_item_metrics`, in chunks."""
+    """:func:`~tfrec.evaluation.embeddings.next_item_metrics`, ``_CHUNK`` cases
+    scored at once."""
     from tfrec.evaluation.embeddings import next_item_metrics
 
-    totals: dict[str, float] = {}
-    n = len(cases)
-    for lo in range(0, n, _CHUNK):
-        hi = min(lo + _CHUNK, n)
-        a, b = cases.offsets[lo], cases.offsets[hi]
-        part = next_item_metrics(
-            table, cases.offsets[lo : hi + 1] - a, cases.items[a:b],
-            cases.targets[lo:hi], recent=recent, ks=ks,
-            exclude_history=exclude_history,
-        )
-        for key, value in part.items():
-            totals[key] = totals.get(key, 0.0) + value * (hi - lo)
-    out = {key: value / n for key, value in totals.items()}
-    out["cases"] = n
+    out = next_item_metrics(
+        table, cases.offsets, cases.items, cases.targets, recent=recent, ks=ks,
+        exclude_history=exclude_history, row_chunk=_CHUNK,
+    )
+    out["cases"] = len(cases)
     return out
 
 

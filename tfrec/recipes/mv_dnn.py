@@ -23,14 +23,13 @@ resumed run ends with the same weights.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrec.data.histories import ContentTables, HistoryExamples, TimeSplit, history_mean
+from tfrec.data.histories import ContentTables, TimeSplit, history_mean
 from tfrec.data.histories import rolled_back_examples as _rolled_back
 from tfrec.models.mv_dnn import VIEW_INPUTS, VIEWS, mv_dnn_views
 from tfrec.recipes import histories as hx
@@ -175,45 +174,6 @@ def mv_dnn_item_features(content: ContentTables) -> dict:
     }
 
 
-def train_mv_dnn(
-    split: TimeSplit,
-    content: ContentTables,
-    examples: HistoryExamples,
-    *,
-    model_kwargs: Mapping | None = None,
-    epochs: int = 5,
-    batch_size: int = 512,
-    optimizer: str = "adam",
-    learning_rate: float = 0.001,
-    num_negatives: int = 4,
-    gamma: float = 10.0,
-    seed: int = 0,
-    verbose: int = 0,
-):
-    """Trains `mv_dnn` on (rolled-back user view, next item) pairs outside the
-    runner (no validation); ``tfrec.train("mv_dnn", ...)`` is the full route."""
-    from tfrec.data.pipelines import SamplerEpochCallback
-
-    keras.utils.set_random_seed(seed)
-    kw = {
-        "num_genres": content.item_genres.shape[1],
-        "title_vocab": content.item_title_tokens.shape[1],
-        **dict(model_kwargs or {}),
-    }
-    model = create_model("mv_dnn", **kw)
-    feats = mv_dnn_user_features(examples.item_history, content, examples.user_id)
-    task = MultiViewSoftmaxTask(
-        model, mv_dnn_item_features(content), num_negatives=num_negatives, gamma=gamma,
-        seed=seed,
-    )
-    task.compile(optimizer=make_optimizer(optimizer, learning_rate))
-    source = EpochExamples(_select(feats, model.get_layer("user_tower").input),
-                           examples.item_id, seed=seed)
-    task.fit(epoch_dataset(source, batch_size), epochs=epochs, verbose=verbose,
-             callbacks=[SamplerEpochCallback(source)])
-    return model
-
-
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
@@ -229,12 +189,13 @@ def view_vectors(model, content: ContentTables) -> dict[str, np.ndarray]:
     return out
 
 
-def mv_dnn_scores(model, split: TimeSplit, data) -> np.ndarray:
-    """``[test users, N]`` mean cosine of ``split``'s test requests."""
+def mv_dnn_scores(model, split: TimeSplit, data, max_length: int = 50) -> np.ndarray:
+    """``[test users, N]`` mean cosine of ``split``'s test requests (histories
+    of the last ``max_length`` interactions)."""
     from tfrec.data.histories import serving_histories
 
     users, now = split.test["user_id"], split.test["timestamp"]
-    hist, _ = serving_histories(split, users, now)
+    hist, _ = serving_histories(split, users, now, max_length=max_length)
     tower = model.get_layer("user_tower")
     feats = _select(mv_dnn_user_features(hist, data.content, users), tower.input)
     u = _unit(eager_call(tower, feats, "query_embedding"))
@@ -334,6 +295,7 @@ class MVDNNRecipe(Recipe):
                 "content file with --content FILE (columns item, genres "
                 "('|'-separated), optionally title)."
             )
+        data.max_length = config.max_length  # saved in vocab/ for recommend
         return data
 
     def synthetic_data(self, seed=0):
@@ -392,7 +354,8 @@ class MVDNNRecipe(Recipe):
         def validate():
             from tfrec.evaluation.histories import evaluate_scores
 
-            metrics = evaluate_scores(mv_dnn_scores(net, fit, data), fit, ks)
+            scores = mv_dnn_scores(net, fit, data, config.max_length)
+            metrics = evaluate_scores(scores, fit, ks)
             return {k: v for k, v in metrics.items()
                     if k.startswith(("hr@", "ndcg@", "recall@"))}
 
@@ -416,8 +379,8 @@ class MVDNNRecipe(Recipe):
 
         split = data.split if part == "test" else data.fit
         started = time.time()
-        out = evaluate_scores(mv_dnn_scores(serving["mv_dnn"].model, split, data), split,
-                              config.ks)
+        scores = mv_dnn_scores(serving["mv_dnn"].model, split, data, config.max_length)
+        out = evaluate_scores(scores, split, config.ks)
         out["seconds"] = round(time.time() - started, 2)
         return {"full": out}
 
@@ -434,7 +397,7 @@ class MVDNNRecipe(Recipe):
             )
         tables = hx.tables_from_vocab(vocab, num_genres, title_vocab)
         user = ix.user_index(vocab, query)
-        hist, _ = hx.user_history(tables, user, 50)
+        hist, _ = hx.user_history(tables, user, int(tables.get("max_length", 50)))
         content = ContentTables(
             item_genres=tables["item_genres"],
             item_title_tokens=tables["item_title_tokens"],

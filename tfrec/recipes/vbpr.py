@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -34,6 +33,7 @@ from keras import ops
 
 from tfrec.data.pairwise import bpr_dataset
 from tfrec.data.pipelines import SamplerEpochCallback
+from tfrec.evaluation.scoring import keras_scorer
 from tfrec.recipes import cold_items as cs
 from tfrec.recipes import interactions as ix
 from tfrec.recipes.base import Preset, Recipe, StagePlan, register_recipe
@@ -45,7 +45,6 @@ __all__ = [
     "VBPRConfig",
     "VBPRRecipe",
     "bpr_loss",
-    "content_scorer",
     "train_bpr",
 ]
 
@@ -212,48 +211,6 @@ def train_bpr(
     )
 
 
-def content_scorer(
-    model: keras.Model,
-    item_features: np.ndarray | None = None,
-    *,
-    batch_size: int = 65_536,
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A ``score_fn(user_idx, item_idx)`` for the evaluation protocols.
-
-    Args:
-        model: a serving model with output ``score``.
-        item_features: ``[num_all_items, F]`` features by item index (cold
-            items included), when the model takes ``item_features``.
-        batch_size: pairs per model call.
-    """
-    takes_features = "item_features" in model.input
-    if takes_features:
-        if item_features is None:
-            raise ValueError(
-                f"Model {model.name!r} takes 'item_features'; pass item_features."
-            )
-        feats = tf.constant(np.asarray(item_features, np.float32))
-    spec = tf.TensorSpec((None,), tf.int64)
-
-    @tf.function(input_signature=[spec, spec], reduce_retracing=True)
-    def _score(users, items):
-        feed = {"user_id": users, "item_id": items}
-        if takes_features:
-            feed["item_features"] = tf.gather(feats, items)
-        return model(feed, training=False)["score"]
-
-    def score_fn(users, items):
-        users = np.asarray(users, np.int64)
-        items = np.asarray(items, np.int64)
-        parts = [
-            _score(users[s : s + batch_size], items[s : s + batch_size]).numpy()
-            for s in range(0, users.size, batch_size)
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
-
-    return score_fn
-
-
 # --------------------------------------------------------------------------- recipe
 
 
@@ -393,7 +350,8 @@ class VBPRRecipe(Recipe):
         )
         zero = np.zeros(1, np.int64)
         trainer({"user_id": zero, "pos_item_id": zero, "neg_item_id": zero})  # build
-        scorer = content_scorer(net, feats)
+        scorer = keras_scorer(net, item_inputs={"item_features": feats},
+                              batch_size=65_536)
         validate = cs.warm_validation(data, lambda: scorer, ks=config.ks)
         return StagePlan(
             trainer=trainer,
@@ -409,7 +367,8 @@ class VBPRRecipe(Recipe):
     # ---- evaluation and use --------------------------------------------------
     def _scorer(self, model, serving, content):
         net = serving[model].model
-        return content_scorer(net, content if model == "vbpr" else None)
+        return keras_scorer(net, item_inputs={"item_features": content},
+                            batch_size=65_536)
 
     def evaluate(self, model, serving, data, config, part="test"):
         score_fn = self._scorer(model, serving, data.content)

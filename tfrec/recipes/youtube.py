@@ -471,80 +471,6 @@ def ranking_training_data(
     return feats, {"label": label, "weight": weight}
 
 
-def train_candidate(
-    split: TimeSplit,
-    content: ContentTables,
-    examples: HistoryExamples,
-    *,
-    model_kwargs: Mapping | None = None,
-    epochs: int = 10,
-    batch_size: int = 512,
-    optimizer: str = "adam",
-    learning_rate: float = 0.001,
-    num_sampled: int = 256,
-    seed: int = 0,
-    verbose: int = 0,
-):
-    """Trains `youtube_candidate` with sampled softmax outside the runner (no
-    validation); returns the model. ``tfrec.train("youtube_candidate", ...)``
-    is the full route."""
-    keras.utils.set_random_seed(seed)
-    kw = {"num_genres": content.item_genres.shape[1], **dict(model_kwargs or {})}
-    model = create_model("youtube_candidate", num_items=split.num_items, **kw)
-    feats, labels = candidate_training_data(split, content, examples)
-    feats = _select(feats, model.get_layer("query_tower").input)
-    counts = np.bincount(split.train["item_id"], minlength=split.num_items)
-    task = SampledSoftmaxTask(
-        model, num_sampled=min(num_sampled, split.num_items - 1), unigrams=counts,
-        seed=seed,
-    )
-    task.compile(optimizer=make_optimizer(optimizer, learning_rate))
-    source = EpochExamples(feats, labels, seed=seed)
-    from tfrec.data.pipelines import SamplerEpochCallback
-
-    task.fit(epoch_dataset(source, batch_size), epochs=epochs, verbose=verbose,
-             callbacks=[SamplerEpochCallback(source)])
-    return model
-
-
-def train_ranking(
-    split: TimeSplit,
-    content: ContentTables,
-    examples: HistoryExamples,
-    *,
-    model_kwargs: Mapping | None = None,
-    epochs: int = 5,
-    batch_size: int = 1024,
-    optimizer: str = "adam",
-    learning_rate: float = 0.001,
-    num_negatives: int = 4,
-    negatives: np.ndarray | None = None,
-    candidate_model=None,
-    seed: int = 0,
-    verbose: int = 0,
-):
-    """Trains `youtube_ranking` with weighted logistic regression outside the
-    runner (with the ``candidate_score`` input when `candidate_model` is
-    given)."""
-    keras.utils.set_random_seed(seed)
-    kw = {"num_genres": content.item_genres.shape[1], **dict(model_kwargs or {})}
-    kw.setdefault("use_candidate_score", candidate_model is not None)
-    model = create_model("youtube_ranking", num_items=split.num_items, **kw)
-    feats, y = ranking_training_data(
-        split, content, examples, num_negatives=num_negatives, negatives=negatives,
-        candidate_model=candidate_model if kw["use_candidate_score"] else None,
-        seed=seed,
-    )
-    task = WeightedLogisticTask(model)
-    task.compile(optimizer=make_optimizer(optimizer, learning_rate))
-    source = EpochExamples(_select(feats, model.input), y, seed=seed)
-    from tfrec.data.pipelines import SamplerEpochCallback
-
-    task.fit(epoch_dataset(source, batch_size), epochs=epochs, verbose=verbose,
-             callbacks=[SamplerEpochCallback(source)])
-    return model
-
-
 # ---------------------------------------------------------------------- recipe
 
 
@@ -697,7 +623,9 @@ class YouTubeRecipe(Recipe):
 
     # ---- data ----------------------------------------------------------------
     def load_data(self, source, config):
-        return hx.load_histories(source)
+        data = hx.load_histories(source)
+        data.max_length = config.max_length  # saved in vocab/ for recommend
+        return data
 
     def synthetic_data(self, seed=0):
         return hx.synthetic_histories(seed)
@@ -706,9 +634,7 @@ class YouTubeRecipe(Recipe):
         return hx.describe(data)
 
     def vocab(self, data):
-        out = hx.vocab(data)
-        out.tables["max_length"] = np.int64(50)
-        return out
+        return hx.vocab(data)
 
     # ---- training ------------------------------------------------------------
     def stage_names(self, model, config):
@@ -757,7 +683,7 @@ class YouTubeRecipe(Recipe):
             ks = config.ks
 
             def validate():
-                return _pick(candidate_metrics(net, fit, data, ks))
+                return _pick(candidate_metrics(net, fit, data, ks, config.max_length))
 
             return StagePlan(
                 trainer=trainer,
@@ -794,7 +720,8 @@ class YouTubeRecipe(Recipe):
         ks, n_cand = config.ks, config.num_candidates
 
         def validate():
-            return _pick(pipeline_metrics(cand, net, fit, data, (ks[0],), n_cand))
+            return _pick(pipeline_metrics(cand, net, fit, data, (ks[0],), n_cand,
+                                          config.max_length))
 
         def serving():
             graphs = {
@@ -822,13 +749,14 @@ class YouTubeRecipe(Recipe):
         cand = serving["youtube_candidate"].model
         out = {}
         started = time.time()
-        out["candidate"] = candidate_metrics(cand, split, data, config.ks)
+        out["candidate"] = candidate_metrics(cand, split, data, config.ks,
+                                             config.max_length)
         out["candidate"]["seconds"] = round(time.time() - started, 2)
         if "youtube_ranking" in serving:
             started = time.time()
             out["pipeline"] = pipeline_metrics(
                 cand, serving["youtube_ranking"].model, split, data, (config.ks[0],),
-                config.num_candidates,
+                config.num_candidates, config.max_length,
             )
             out["pipeline"]["seconds"] = round(time.time() - started, 2)
         return out
@@ -876,16 +804,19 @@ def _pick(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k.startswith(("hr@", "ndcg@", "recall@"))}
 
 
-def _tables(split: TimeSplit, data) -> PipelineTables:
-    return PipelineTables.from_split(split, data.content, item_names=None)
+def _tables(split: TimeSplit, data, max_length: int) -> PipelineTables:
+    return PipelineTables.from_split(split, data.content, max_length=max_length,
+                                     item_names=None)
 
 
-def candidate_scores(cand, split: TimeSplit, data, requests=None) -> np.ndarray:
-    """``[test users, N]`` dot-product scores of ``split``'s test requests."""
+def candidate_scores(cand, split: TimeSplit, data, requests=None,
+                     max_length: int = 50) -> np.ndarray:
+    """``[test users, N]`` dot-product scores of ``split``'s test requests
+    (histories of the last ``max_length`` interactions)."""
     from tfrec.evaluation.histories import eval_requests
     from tfrec.models.youtube import item_table
 
-    req = requests or eval_requests(split, _tables(split, data))
+    req = requests or eval_requests(split, _tables(split, data, max_length))
     tower = cand.get_layer("query_tower")
     feats = candidate_features(req.item_history, data.content.item_genres,
                                data.content.demographics(req.users))
@@ -893,14 +824,16 @@ def candidate_scores(cand, split: TimeSplit, data, requests=None) -> np.ndarray:
     return q @ item_table(cand).T
 
 
-def candidate_metrics(cand, split: TimeSplit, data, ks) -> dict:
+def candidate_metrics(cand, split: TimeSplit, data, ks, max_length: int = 50) -> dict:
     """Full-ranking retrieval metrics of ``split``'s test (or validation) part."""
     from tfrec.evaluation.histories import evaluate_scores
 
-    return evaluate_scores(candidate_scores(cand, split, data), split, ks)
+    scores = candidate_scores(cand, split, data, max_length=max_length)
+    return evaluate_scores(scores, split, ks)
 
 
-def pipeline_metrics(cand, rank, split: TimeSplit, data, ks, num_candidates) -> dict:
+def pipeline_metrics(cand, rank, split: TimeSplit, data, ks, num_candidates,
+                     max_length: int = 50) -> dict:
     """Metrics of the two-stage pipeline (retrieve, then rank) on ``split``."""
     from tfrec.evaluation.histories import (
         eval_requests,
@@ -908,7 +841,7 @@ def pipeline_metrics(cand, rank, split: TimeSplit, data, ks, num_candidates) -> 
         pipeline_scores,
     )
 
-    tables = _tables(split, data)
+    tables = _tables(split, data, max_length)
     req = eval_requests(split, tables)
     scores = candidate_scores(cand, split, data, req)
     n = max(1, min(int(num_candidates), split.num_items))

@@ -1,4 +1,4 @@
-"""Training glue around ``keras.Model.fit``: the one runner, optimisers, scorers.
+"""Training glue around ``keras.Model.fit``: the one runner and optimisers.
 
 The runner (`tfrec.training.runner`, also ``tfrec.train`` / ``tfrec.prepare``)
 drives every family's recipe (`tfrec.recipes`) the same way.
@@ -14,18 +14,14 @@ from tfrec.training.runner import (
     read_vocab,
     train,
 )
-from tfrec.training.scoring import feed_scorer, keras_scorer, output_name
 
 __all__ = [
     "OPTIMIZERS",
     "Prepared",
     "RunResult",
     "evaluate_run",
-    "feed_scorer",
-    "keras_scorer",
     "load_run",
     "make_optimizer",
-    "output_name",
     "prepare",
     "read_vocab",
     "train",

@@ -46,6 +46,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfrec.data.pipelines import SamplerEpochCallback, implicit_dataset
+from tfrec.evaluation.scoring import keras_scorer
 from tfrec.models.hybrid import (
     Blend,
     check_item_content,
@@ -150,7 +151,9 @@ def _check_content_rows(content, split, content_dim=None) -> np.ndarray:
 def content_scorer(
     model: keras.Model, content, *, batch_size: int = 65_536
 ) -> Callable:
-    """``score_fn(user_idx, item_idx)`` feeding ``content[item_idx]`` as well.
+    """``score_fn(user_idx, item_idx)`` feeding ``content[item_idx]`` as well:
+    :func:`tfrec.evaluation.scoring.keras_scorer` (eager) after checking
+    ``content`` against the model's content width.
 
     ``content`` has one row per item index (warm and cold); only the model's
     own inputs are fed (``cbf_profile`` has no ``item_id``).
@@ -159,32 +162,12 @@ def content_scorer(
     content = check_item_content(
         content, _content_dim(model) or content.shape[-1], name="content"
     )
-    keys = tuple(model.input)
-
-    def _score(feed):
-        # Eager on purpose: one small graph per batch, and no tf.function
-        # retracing (or its warnings) when many scorers are made in one run.
-        return model(feed, training=False)["score"]
-
-    def score_fn(users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        users = np.asarray(users, np.int64)
-        items = np.asarray(items, np.int64)
-        if items.size and (items.min() < 0 or items.max() >= len(content)):
-            raise ValueError(
-                f"Item indices must be in [0, {len(content)}) (rows of `content`). "
-                f"Received range [{items.min()}, {items.max()}]."
-            )
-        parts = []
-        for s in range(0, len(users), batch_size):
-            feed = {
-                "user_id": users[s : s + batch_size],
-                "item_id": items[s : s + batch_size],
-                "item_content": content[items[s : s + batch_size]],
-            }
-            parts.append(_score({k: feed[k] for k in keys}).numpy())
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
-
-    return score_fn
+    # Eager on purpose: one small graph per batch, and no tf.function
+    # retracing (or its warnings) when many scorers are made in one run.
+    return keras_scorer(
+        model, output="score", item_inputs={"item_content": content},
+        batch_size=batch_size, compiled=False,
+    )
 
 
 # ---------------------------------------------------------------- weights

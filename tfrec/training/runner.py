@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -35,9 +36,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfrec.io import atomic_write_json, jsonable
+from tfrec.io import atomic_write_json, jsonable, save_keras_atomic, save_weights_atomic
 from tfrec.recipes.base import DataSource, Recipe, ServingGraph, StagePlan, Vocab
 from tfrec.registry import model_info
+from tfrec.training.fingerprint import (
+    DEFINITION_KEYS,
+    check_data_files,
+    check_loaded,
+    data_fingerprint,
+    definition_fingerprint,
+)
 
 SOURCE_KEYS = tuple(f.name for f in dataclasses.fields(DataSource))
 
@@ -125,8 +133,11 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     fails with "file signature not found", seen with SIGKILL) or weights and epoch
     counter from different epochs. Here each save goes to a fresh
     ``ckpt-<epoch>-<batch>/`` folder holding both files; a one-line ``LATEST``
-    pointer is then replaced atomically, and older folders are removed. A kill
-    before the pointer moves leaves the previous state intact.
+    pointer is then replaced atomically, and older folders are removed but one. A
+    kill before the pointer moves leaves the previous state intact. On resume a
+    checkpoint that does not load (a damaged disk, a file edited by hand) falls
+    back to the previous one, with a message; when none loads the error names the
+    folder and what to do.
     """
 
     def __init__(self, backup_dir, **kwargs):
@@ -148,12 +159,49 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._training_metadata_path = str(folder / "training_metadata.json")
         self._prev_weights_path = str(folder / "absent.bkp")
 
+    def _checkpoints(self) -> list[Path]:
+        """Finished checkpoint folders, newest first (the pointer's first)."""
+        if not self._root.is_dir():
+            return []
+        done = [p for p in self._root.iterdir()
+                if p.name.startswith("ckpt-") and (p / "DONE").is_file()]
+        current = self._current_folder()
+
+        def order(p: Path):
+            epoch, _, batch = p.name[len("ckpt-"):].partition("-")
+            return (p == current, int(epoch or 0), int(batch or 0))
+
+        return sorted(done, key=order, reverse=True)
+
+    def on_train_begin(self, logs=None):
+        candidates = self._checkpoints()
+        if not candidates:
+            self._point_at(None)
+            return
+        problems = []
+        for folder in candidates:
+            self._point_at(folder)
+            try:
+                self._load_model()
+            except Exception as err:  # noqa: BLE001 - h5py/keras raise many kinds
+                problems.append(f"{folder / 'latest.weights.h5'}: {err}".splitlines()[0])
+                continue
+            if problems:
+                print(f"tfrec: warning: backup {problems[0]} could not be read; resumed "
+                      f"from the previous one, {folder.name}.", file=sys.stderr)
+            return
+        raise RuntimeError(
+            f"The training backup cannot be read ({problems[0]}). Delete {self._root} "
+            "to restart this stage from its first epoch (earlier stages are kept), "
+            "then rerun the same command."
+        )
+
     def _save_model(self):
         self._root.mkdir(parents=True, exist_ok=True)
         name = f"ckpt-{self._current_epoch}-{self._last_batch_seen}"
         folder = self._root / name
         tmp = Path(tempfile.mkdtemp(dir=self._root, prefix=f".{name}."))
-        self.model.save_weights(str(tmp / "latest.weights.h5"), overwrite=True)
+        save_weights_atomic(self.model, tmp / "latest.weights.h5")
         (tmp / "training_metadata.json").write_text(
             json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
         )
@@ -164,8 +212,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         pointer_tmp.write_text(name + "\n")
         os.replace(pointer_tmp, self._pointer)
         self._point_at(folder)
+        keep = {name, "LATEST", *(p.name for p in self._checkpoints()[:2])}
         for old in self._root.iterdir():
-            if old.name not in (name, "LATEST") and (
+            if old.name not in keep and (
                 old.name.startswith("ckpt-") or old.name.startswith(".ckpt-")
             ):
                 shutil.rmtree(old, ignore_errors=True)
@@ -195,18 +244,8 @@ class _Quiet(keras.callbacks.Callback):
 
 
 def save_model_atomic(model, path: Path) -> None:
-    """``model.save`` to a temporary ``.keras`` beside ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``model.save`` built in memory, written to ``path`` atomically."""
+    save_keras_atomic(model, path)
 
 
 def _atomic_dir(target: Path, write) -> None:
@@ -534,27 +573,59 @@ def _run_plan(plan: StagePlan, stage: str, config, *, callbacks, verbose,
 # --------------------------------------------------------------------------- train
 
 
-def _check_resume(run_dir: Path, record: dict) -> bool:
-    """True when ``run_dir`` holds an unfinished run of the same settings."""
-    config_path = run_dir / "config.json"
-    unfinished = (run_dir / "stages").is_dir() or (run_dir / "backup").is_dir()
-    if not config_path.is_file() or (run_dir / "metrics.json").is_file():
-        return False
-    if not unfinished:
-        return False
-    before = json.loads(config_path.read_text())
-    now = json.loads(json.dumps(record, default=jsonable))
-    changed = sorted(
-        k for k in ("model", "preset", "config", "model_kwargs", "source")
-        if before.get(k) != now.get(k)
-    )
-    if changed:
-        raise ValueError(
-            f"{run_dir} holds an unfinished run with other settings "
-            f"({', '.join(changed)}); resume it with the same settings or choose "
-            "another --out."
+class RunExistsError(ValueError):
+    """``out`` holds something a new run must not overwrite."""
+
+
+def _run_state(run_dir: Path | None, overwrite: bool) -> str:
+    """``none`` (no directory asked for), ``new``, ``finished`` (only with
+    ``overwrite``), ``unfinished``; raises for what must not be touched."""
+    if run_dir is None:
+        return "none"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunExistsError(f"{run_dir} exists and is not a directory; choose another --out.")
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return "new"
+    if not (run_dir / "config.json").is_file():
+        raise RunExistsError(
+            f"{run_dir} is not empty and is not a tfrec run directory (no config.json); "
+            "choose another --out."
         )
-    return True
+    if (run_dir / "metrics.json").is_file():
+        if not overwrite:
+            raise RunExistsError(
+                f"{run_dir} holds a finished run. Evaluate, export or recommend from "
+                "it, choose another --out, or pass --overwrite to train it again."
+            )
+        return "finished"
+    return "unfinished"
+
+
+def _check_resume(run_dir: Path, record: dict, overwrite: bool = False) -> bool:
+    """True when ``run_dir`` holds an unfinished run of the same definition
+    (settings and, once ``record`` has it, data); raises when it differs, unless
+    ``overwrite``."""
+    before = json.loads((run_dir / "config.json").read_text())
+    now = json.loads(json.dumps(record, default=jsonable))
+    keys = DEFINITION_KEYS + (("data",) if "data" in now else ())
+    changed = [k for k in keys if before.get(k) != now.get(k)]
+    if not changed:
+        return _has_progress(run_dir) or (run_dir / "backup").is_dir()
+    if overwrite:
+        return False
+    details = []
+    for key in changed:
+        if isinstance(before.get(key), dict) and isinstance(now.get(key), dict):
+            diff = sorted(k for k in set(before[key]) | set(now[key])
+                          if before[key].get(k) != now[key].get(k))
+            details.append(f"{key}: {', '.join(diff)}")
+        else:
+            details.append(key)
+    raise RunExistsError(
+        f"{run_dir} holds an unfinished run with another definition "
+        f"({'; '.join(details)}). Resume it with the same command and data, choose "
+        "another --out, or pass --overwrite to start it again."
+    )
 
 
 def _clear_run(run_dir: Path) -> None:
@@ -567,7 +638,7 @@ def _clear_run(run_dir: Path) -> None:
 def _save_stage(plan: StagePlan, folder: Path) -> None:
     def write(tmp: Path) -> None:
         for name, m in plan.models.items():
-            m.save_weights(tmp / f"{name}.weights.h5")
+            save_weights_atomic(m, tmp / f"{name}.weights.h5")
         if plan.arrays:
             np.savez(tmp / "arrays.npz", **plan.arrays)
         (tmp / "stage.json").write_text(json.dumps({"best_epoch": plan.best_epoch}))
@@ -577,20 +648,31 @@ def _save_stage(plan: StagePlan, folder: Path) -> None:
 
 
 def _load_stage(plan: StagePlan, folder: Path) -> None:
-    for name, m in plan.models.items():
-        m.load_weights(folder / f"{name}.weights.h5")
-    if (folder / "arrays.npz").is_file():
-        with np.load(folder / "arrays.npz") as arrays:
-            plan.arrays = {k: arrays[k] for k in arrays.files}
-    if (folder / "stage.json").is_file():
-        plan.best_epoch = json.loads((folder / "stage.json").read_text())["best_epoch"]
+    path = folder
+    try:
+        for name, m in plan.models.items():
+            path = folder / f"{name}.weights.h5"
+            m.load_weights(path)
+        path = folder / "arrays.npz"
+        if path.is_file():
+            with np.load(path) as arrays:
+                plan.arrays = {k: arrays[k] for k in arrays.files}
+        path = folder / "stage.json"
+        if path.is_file():
+            plan.best_epoch = json.loads(path.read_text())["best_epoch"]
+    except Exception as err:  # noqa: BLE001 - h5py/numpy/json raise many kinds
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(
+            f"The finished stage in {folder} cannot be read ({path.name}: {reason}). "
+            f"Delete {folder} to train that stage again, then rerun the same command."
+        ) from err
 
 
 def save_serving(serving: dict[str, ServingGraph], run_dir: Path, main: str) -> None:
     """``serving/<name>.keras`` + ``serving.json`` and ``model.keras`` (main)."""
     def write(tmp: Path) -> None:
         for name, graph in serving.items():
-            graph.model.save(tmp / f"{name}.keras")
+            save_keras_atomic(graph.model, tmp / f"{name}.keras")
         atomic_write_json(
             tmp / "serving.json",
             {"main": main, "graphs": {n: g.kwargs for n, g in serving.items()}},
@@ -614,6 +696,7 @@ def train(
     callbacks=(),
     printer=None,
     test: bool = True,
+    overwrite: bool = False,
     **settings,
 ) -> RunResult:
     """Trains ``model`` with its family's recipe; everything lands in ``out``.
@@ -631,6 +714,8 @@ def train(
             ``printer``).
         callbacks: More Keras callbacks (every stage).
         printer: ``print``-like for progress lines; None is silent.
+        overwrite: Train afresh in ``out`` even when it holds a finished run or
+            an unfinished one with another definition (never otherwise).
         test: False skips the final test evaluation (selection runs: see
             `tfrec.training.select`); only for runs without ``out``.
         **settings: Config fields, builder kwargs and data source options
@@ -650,9 +735,8 @@ def train(
     recipe, config = setup.recipe, setup.config
     record = setup.record()
     run_dir = Path(out) if out is not None else None
-    resuming = False
-    if run_dir is not None and run_dir.is_dir():
-        resuming = _check_resume(run_dir, record)
+    state = _run_state(run_dir, overwrite)
+    resuming = state == "unfinished" and _check_resume(run_dir, record, overwrite)
     if printer:
         printer(
             f"Training {model} ({recipe.name} recipe"
@@ -660,25 +744,53 @@ def train(
             f"{' -> ' + str(run_dir) if run_dir else ''}"
             f"{'; resuming the unfinished run there' if resuming else ''}"
         )
-    # Settings are validated and the data loaded before anything is written.
+    # Settings are validated, the data loaded and the first stage's models built
+    # before anything is written.
     loaded = setup.load()
     if printer:
         printer(f"Data: {recipe.describe(loaded)}")
+    if run_dir is not None:
+        record["data"] = data_fingerprint(setup.source, recipe, loaded)
+        record["fingerprint"] = definition_fingerprint(record)
+        if resuming:
+            resuming = _check_resume(run_dir, record, overwrite)
+    _seed(config)
+    names = recipe.stage_names(model, config)
+    first = recipe.build_stage(names[0], model, loaded, config, setup.model_kwargs, {})
+    created = run_dir is not None and not run_dir.exists()
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resuming:
             _clear_run(run_dir)
         atomic_write_json(run_dir / "config.json", record)
         write_vocab(recipe.vocab(loaded), run_dir)
-    _seed(config)
-    names = recipe.stage_names(model, config)
+    try:
+        return _train_stages(
+            model, recipe, config, setup, loaded, names, first, run_dir, printer,
+            verbose, callbacks, test, started,
+        )
+    except BaseException:
+        if created and not _has_progress(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing
+        raise
+
+
+def _has_progress(run_dir: Path) -> bool:
+    """Whether a run directory holds anything worth resuming."""
+    return (run_dir / "history.json").is_file() or (run_dir / "stages").is_dir()
+
+
+def _train_stages(model, recipe, config, setup, loaded, names, first, run_dir, printer,
+                  verbose, callbacks, test, started) -> RunResult:
     previous: dict[str, StagePlan] = {}
     history_path = run_dir / "history.json" if run_dir else None
     plan = None
     memory: list = []
     stages: dict = {}
-    for stage in names:
-        plan = recipe.build_stage(stage, model, loaded, config, setup.model_kwargs, previous)
+    for i, stage in enumerate(names):
+        plan = first if i == 0 else recipe.build_stage(
+            stage, model, loaded, config, setup.model_kwargs, previous
+        )
         folder = run_dir / "stages" / stage if run_dir else None
         if folder is not None and (folder / "DONE").is_file():
             _load_stage(plan, folder)
@@ -727,8 +839,14 @@ def train(
 # --------------------------------------------------------------------------- runs
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[dict[str, ServingGraph], dict]:
-    """``(serving graphs, config.json)`` of a finished run directory."""
+def load_run(
+    run_dir: str | os.PathLike, *, check_data: bool = True
+) -> tuple[dict[str, ServingGraph], dict]:
+    """``(serving graphs, config.json)`` of a finished run directory.
+
+    ``check_data``: refuse (`DataChangedError`) when a data file the run was
+    trained on has changed since (a missing one is fine: serving does not read it).
+    """
     import tfrec  # noqa: F401  (registers every custom layer)
 
     run_dir = Path(run_dir)
@@ -739,6 +857,8 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict[str, ServingGraph], dict]
             "it first, or resume it with the same command."
         )
     record = json.loads((run_dir / "config.json").read_text())
+    if check_data:
+        check_data_files(record, run_dir, require=False)
     graphs = json.loads(index.read_text())
     serving = {}
     for name, kwargs in graphs["graphs"].items():
@@ -770,7 +890,11 @@ def run_data(record: dict, data_dir: str | None = None):
 
 
 def evaluate_run(run_dir: str | os.PathLike, *, data_dir: str | None = None) -> dict:
-    """The test metrics of a finished run, recomputed from its saved graphs."""
-    serving, record = load_run(run_dir)
+    """The test metrics of a finished run, recomputed from its saved graphs, on
+    the same data (checked against the run's data fingerprint)."""
+    serving, record = load_run(run_dir, check_data=False)
+    if not data_dir:
+        check_data_files(record, run_dir, require=True)
     recipe, config, data = run_data(record, data_dir)
+    check_loaded(record, run_dir, recipe, data)
     return recipe.evaluate(record["model"], serving, data, config, "test")

@@ -33,18 +33,12 @@ of the loss and of the in-batch negatives (the same arithmetic).
 
 from __future__ import annotations
 
-import time
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrec.data.sessions import Sessions, session_parallel_batches
-from tfrec.models.gru4rec import (
-    ItemTable,
-    OneHotItems,
-    gru4rec_step,
-)
+from tfrec.data.sessions import Sessions
+from tfrec.models.gru4rec import ItemTable, OneHotItems
 
 __all__ = [
     "LOSSES",
@@ -53,8 +47,8 @@ __all__ = [
     "ResetStateCallback",
     "bpr_max_loss",
     "cross_entropy_loss",
+    "item_counts",
     "top1_max_loss",
-    "train_gru4rec",
 ]
 
 LOSSES = ("cross-entropy", "bpr-max", "top1-max")
@@ -407,124 +401,8 @@ class ResetStateCallback(keras.callbacks.Callback):
         self.model.reset_state()
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times: list[float] = []
-
-        self.cpu_times: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-        self._c0 = time.process_time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._t0)
-        self.cpu_times.append(time.process_time() - self._c0)
-
-
 def item_counts(sessions: Sessions) -> np.ndarray:
     """Clicks per item index (``[num_items + 1]``, entry 0 is 0)."""
     return np.bincount(sessions.items, minlength=sessions.num_items + 1).astype(
         np.float64
     )
-
-
-def train_gru4rec(
-    train: Sessions,
-    *,
-    layers=(100,),
-    embedding_dim: int = 0,
-    constrained_embedding: bool = True,
-    dropout_embed: float = 0.0,
-    dropout_hidden: float = 0.0,
-    batch_size: int = 32,
-    loss: str = "cross-entropy",
-    n_sample: int = 2048,
-    sample_alpha: float = 0.5,
-    logq: float = 0.0,
-    bpreg: float = 1.0,
-    elu_param: float = 0.0,
-    learning_rate: float = 0.05,
-    momentum: float = 0.0,
-    n_epochs: int = 10,
-    seed: int = 0,
-    steps_per_execution: int = 16,
-    verbose: int = 0,
-) -> tuple[GRU4RecTrainer, dict]:
-    """Trains GRU4Rec on `train` with the official code's hyperparameter names.
-
-    Returns:
-        ``(trainer, info)``: the trainer (``trainer.step_model`` is the trained
-        ``gru4rec_step`` model, see `tfrec.models.gru4rec.serving_models`) and
-        ``{"loss": [...], "epoch_seconds": [...], "events": pairs per epoch,
-        "events_per_second": ..., "events_per_cpu_second": ...,
-        "epoch_cpu_seconds": [...], "events_per_cpu_second_median_epoch": ...,
-        "events_per_second_steady": ...}``.
-    """
-    keras.utils.set_random_seed(seed)
-    step = gru4rec_step(
-        train.num_items,
-        layers=layers,
-        embedding_dim=embedding_dim,
-        constrained_embedding=constrained_embedding,
-        dropout_embed=dropout_embed,
-        dropout_hidden=dropout_hidden,
-    )
-    trainer = GRU4RecTrainer(
-        step,
-        item_counts(train),
-        batch_size=batch_size,
-        loss=loss,
-        n_sample=n_sample,
-        sample_alpha=sample_alpha,
-        logq=logq,
-        bpreg=bpreg,
-        elu_param=elu_param,
-        seed=seed,
-    )
-    trainer.compile(
-        optimizer=AdagradMomentum(learning_rate=learning_rate, momentum=momentum),
-        steps_per_execution=steps_per_execution,
-    )
-    batches = session_parallel_batches(train, batch_size)
-    ds = tf.data.Dataset.from_tensor_slices(
-        {
-            "item_id": batches.inputs,
-            "target": batches.targets,
-            "reset": batches.reset,
-            "valid": batches.valid,
-        }
-    ).prefetch(tf.data.AUTOTUNE)
-    timer = _EpochTimer()
-    history = trainer.fit(
-        ds,
-        epochs=int(n_epochs),
-        verbose=verbose,
-        shuffle=False,
-        callbacks=[ResetStateCallback(), timer],
-    )
-    events = batches.num_events
-    secs = timer.times
-    return trainer, {
-        "loss": [float(v) for v in history.history["loss"]],
-        "epoch_seconds": secs,
-        "events": events,
-        "steps": batches.num_steps,
-        # All epochs, the first one's graph tracing included.
-        "events_per_second": events * len(secs) / max(sum(secs), 1e-9),
-        # Per second of this process's CPU time (all threads), all epochs: less
-        # distorted than wall-clock time on a shared machine.
-        "events_per_cpu_second": events * len(secs) / max(sum(timer.cpu_times), 1e-9),
-        "epoch_cpu_seconds": timer.cpu_times,
-        # Pairs over the median epoch's CPU time (the first epoch's tracing is an
-        # outlier the median ignores).
-        "events_per_cpu_second_median_epoch": events
-        / max(float(np.median(timer.cpu_times)), 1e-9),
-        # Epochs after the first (no tracing), when there are any.
-        "events_per_second_steady": (
-            events * (len(secs) - 1) / max(sum(secs[1:]), 1e-9)
-            if len(secs) > 1
-            else None
-        ),
-    }

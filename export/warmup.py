@@ -1,0 +1,203 @@
+"""TF Serving warm-up records: ``<version>/assets.extra/tf_serving_warmup_requests``.
+
+TF Serving replays this file (a TFRecord of ``tensorflow.serving.PredictionLog``,
+at most 1000 records) after loading a version and before serving it, so the first
+real requests do not pay for lazy initialisation; a record that fails to run makes
+the version fail to load. Each record here is a ``predict_log.request`` (a
+``PredictRequest`` naming the model and the signature) holding one of the export's
+parity batches, checked against the SavedModel's signature before it is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from export.artifact import ExportError
+
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+MAX_RECORDS = 1000  # TF Serving reads no more than this many
+
+
+def signature_inputs(saved_model_dir: str | os.PathLike, signature: str) -> dict:
+    """``{input key: (numpy dtype, shape with None for -1)}`` of ``signature`` in
+    the ``serve`` MetaGraph of ``saved_model_dir/saved_model.pb``."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = Path(saved_model_dir) / "saved_model.pb"
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString(path.read_bytes())
+    metas = [m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags]
+    if not metas:
+        raise ExportError(f"{path} has no MetaGraph tagged 'serve'.")
+    sigs = metas[0].signature_def
+    if signature not in sigs:
+        raise ExportError(
+            f"{path} has no signature {signature!r}; found "
+            f"{sorted(k for k in sigs if not k.startswith('__'))}."
+        )
+    out = {}
+    for key, info in sigs[signature].inputs.items():
+        dtype = tf.dtypes.as_dtype(info.dtype)
+        shape = (
+            None
+            if info.tensor_shape.unknown_rank
+            else tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+        )
+        out[key] = (
+            np.dtype(object) if dtype == tf.string else dtype.as_numpy_dtype,
+            shape,
+        )
+    return out
+
+
+def _checked(
+    batch: Mapping[str, np.ndarray], inputs: Mapping[str, tuple], where: str
+) -> dict[str, np.ndarray]:
+    """``batch`` as the signature takes it, or ExportError naming the problem."""
+    extra = sorted(set(batch) - set(inputs))
+    missing = sorted(set(inputs) - set(batch))
+    if extra or missing:
+        raise ExportError(
+            f"Warm-up {where} does not fit the signature: "
+            + (f"inputs {extra} are not signature inputs; " if extra else "")
+            + (f"inputs {missing} are missing; " if missing else "")
+            + f"the signature takes {sorted(inputs)}. No version written."
+        )
+    out = {}
+    for key, (dtype, shape) in inputs.items():
+        value = np.asarray(batch[key])
+        want = np.dtype(dtype)
+        if want.kind == "O":
+            if value.dtype.kind not in "OUS":
+                raise ExportError(
+                    f"Warm-up {where}: input {key!r} has dtype {value.dtype}, the "
+                    "signature takes strings. No version written."
+                )
+            flat = [v if isinstance(v, bytes) else str(v).encode() for v in value.flat]
+            cast = np.array(flat, dtype=object).reshape(value.shape)
+        else:
+            kind_ok = value.dtype.kind == want.kind or (
+                value.dtype.kind in "iu" and want.kind in "iu"
+            )
+            cast = value.astype(want) if kind_ok else None
+            if cast is None or (want.kind in "iub" and not np.array_equal(cast, value)):
+                raise ExportError(
+                    f"Warm-up {where}: input {key!r} has dtype {value.dtype}, the "
+                    f"signature takes {want}. No version written."
+                )
+        if shape is not None and (
+            cast.ndim != len(shape)
+            or any(
+                s is not None and s != d for s, d in zip(shape, cast.shape, strict=True)
+            )
+        ):
+            raise ExportError(
+                f"Warm-up {where}: input {key!r} has shape {cast.shape}, the "
+                f"signature takes {tuple(-1 if s is None else s for s in shape)} "
+                "(-1: any size). No version written."
+            )
+        out[key] = cast
+    return out
+
+
+def write_warmup(
+    version_tmp_dir: str | os.PathLike,
+    name: str,
+    batches: Sequence[Mapping[str, np.ndarray]],
+    signature: str = "serving_default",
+) -> dict:
+    """Writes one ``PredictionLog`` record per batch into the (not yet renamed)
+    version folder, after checking every batch against ``signature``.
+
+    Args:
+        version_tmp_dir: the version folder being built (holds ``saved_model.pb``).
+        name: the model name TF Serving serves it under (``model_spec.name``).
+        batches: input dicts keyed by the signature's input names.
+        signature: the signature the records call.
+
+    Returns:
+        The manifest entry: ``file``, ``signature``, ``records``, ``batch_sizes``,
+        ``inputs`` (the input names).
+
+    Raises:
+        ExportError: a batch lacks an input, has one the signature lacks, or has
+            the wrong dtype or shape; the file is not written then.
+    """
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    if not batches:
+        raise ExportError("Warm-up needs at least one batch; none given.")
+    if len(batches) > MAX_RECORDS:
+        raise ExportError(
+            f"{len(batches)} warm-up batches; TF Serving reads at most {MAX_RECORDS}."
+        )
+    inputs = signature_inputs(version_tmp_dir, signature)
+    records, sizes = [], []
+    for i, batch in enumerate(batches):
+        tensors = _checked(batch, inputs, f"batch {i}")
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = name
+        request.model_spec.signature_name = signature
+        for key, value in tensors.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        log = prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)
+        )
+        records.append(log.SerializeToString())
+        sizes.append(int(next(iter(tensors.values())).shape[0]) if tensors else 0)
+    path = Path(version_tmp_dir) / WARMUP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    back = read_warmup(version_tmp_dir)
+    if len(back) != len(records):
+        raise ExportError(
+            f"{path} reads back {len(back)} records, {len(records)} were written."
+        )
+    return {
+        "file": WARMUP_FILE,
+        "signature": signature,
+        "records": len(records),
+        "batch_sizes": sizes,
+        "inputs": sorted(inputs),
+    }
+
+
+def read_warmup(version_dir: str | os.PathLike) -> list[dict]:
+    """The records of a version's warm-up file, each ``{"model_name",
+    "signature_name", "inputs": {name: np.ndarray}}`` (strings as ``bytes``)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = Path(version_dir) / WARMUP_FILE
+    if not path.is_file():
+        raise ExportError(f"No warm-up file: {path} is missing.")
+    out = []
+    try:
+        for raw in tf.data.TFRecordDataset(str(path)):
+            log = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
+            if log.WhichOneof("log_type") != "predict_log":
+                raise ExportError(
+                    f"{path}: record {len(out)} is a {log.WhichOneof('log_type')}, "
+                    "not a predict_log."
+                )
+            request = log.predict_log.request
+            out.append(
+                {
+                    "model_name": request.model_spec.name,
+                    "signature_name": request.model_spec.signature_name,
+                    "inputs": {
+                        k: tf.make_ndarray(v) for k, v in sorted(request.inputs.items())
+                    },
+                }
+            )
+    except tf.errors.DataLossError as err:
+        raise ExportError(f"{path} is corrupt: {err.message}") from err
+    return out
