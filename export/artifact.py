@@ -732,8 +732,10 @@ def _convert_with_tables(saved_model_dir: Path, onnx_path: Path, opset: int):
     return proto
 
 
-def load_manifest(version_dir: str | os.PathLike) -> dict:
-    """Reads and validates ``manifest.json`` of an exported version."""
+def load_manifest(version_dir: str | os.PathLike, *, verify: bool = True) -> dict:
+    """Reads and validates ``manifest.json`` of an exported version and (unless
+    ``verify=False``) the size and sha256 of every file it lists
+    (:func:`verify_files`), so every loader built on it refuses a modified file."""
     path = Path(version_dir)
     manifest_path = path / MANIFEST
     if not path.is_dir():
@@ -751,4 +753,6 @@ def load_manifest(version_dir: str | os.PathLike) -> dict:
             raise ExportError(
                 f"{manifest_path} lacks the key {key!r}; re-export the model."
             )
+    if verify:
+        verify_files(path, manifest)
     return manifest

