@@ -291,9 +291,7 @@ def test_concurrent_and_killed_exports(tmp_path):
     _next_export_cleans_up(model_dir, "3")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("TFREC_SLOW"), reason="set TFREC_SLOW=1 (about "
-                    "14 exporter processes)")
+@pytest.mark.slow  # about 14 exporter processes: make test-slow
 def test_kill_at_every_point_and_at_random_times(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
