@@ -21,6 +21,10 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+if shared_data_dir() is not None:  # tests that train on catalogue data read it here
+    os.environ.setdefault("TFREC_DATA_DIR", str(shared_data_dir()))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     path = shared_data_dir()
