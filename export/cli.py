@@ -29,6 +29,8 @@ def export_run(
     verbose: bool = True,
     graphs: list[str] | None = None,
     web_demo: bool = False,
+    optimize: bool = False,
+    int8: bool = False,
 ) -> dict[str, Path]:
     """Exports every serving graph of a finished run, each with its parity check.
 
@@ -43,6 +45,8 @@ def export_run(
         web_demo: Also write ``<version>/web/`` (`export.webdemo`), a browser page
             running the main graph's ONNX in onnxruntime-web, or the first graph
             a page can drive (a user-item scorer or a session model).
+        optimize, int8: Also write ``model.opt.onnx`` / ``model.int8.onnx`` with
+            their own parity reports (`export.optimize`).
 
     Returns:
         ``{graph name: version folder}``. Each version holds the SavedModel,
@@ -109,6 +113,10 @@ def export_run(
                 )
             tol = report["tolerance"]
             print(f"  tolerance atol={tol['atol']} rtol={tol['rtol']} ({tol['reason']})")
+        if optimize or int8:
+            from export.optimize import write_variants
+
+            write_variants(path, optimize=optimize, int8=int8, verbose=verbose)
     if demo is not None:
         from export.webdemo import write_web_demo
 
@@ -150,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="export only this serving graph (repeatable)")
     parser.add_argument("--web-demo", action="store_true",
                         help="also write <version>/web/, an onnxruntime-web page")
+    parser.add_argument("--optimize", action="store_true",
+                        help="also write model.opt.onnx (onnxruntime graph optimisations)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write model.int8.onnx (dynamic INT8 quantisation)")
     args = parser.parse_args(argv)
     from tfrec.console import quiet
 
@@ -157,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_run(
             args.run, name=args.name, base_dir=args.base_dir, version=args.version,
-            graphs=args.graph, web_demo=args.web_demo,
+            graphs=args.graph, web_demo=args.web_demo, optimize=args.optimize,
+            int8=args.int8,
         )
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
