@@ -8,10 +8,10 @@ Two variants of a version's float ``model.onnx``:
   hardware-specific rewrites (NCHWc layouts for convolutions): use it on the
   machine type that wrote it.
 - ``int8`` (``model.int8.onnx``): dynamic INT8 quantisation
-  (``onnxruntime.quantization.quantize_dynamic``): weights of MatMul (Dense),
-  Gather (embedding tables that are initializers) and Conv are stored as 8-bit
-  integers with a scale; activations are quantised per batch at run time. Ops it
-  does not know (GRU's Loop/Scan, LabelEncoder, TopK, ...) stay float.
+  (``onnxruntime.quantization.quantize_dynamic``): weights of MatMul (Dense) and
+  Conv (int8) and embedding tables read by Gather (uint8) are stored as 8-bit
+  integers with a scale; activations are quantised per batch at run time. Other
+  ops (the GRU's Loop body, LabelEncoder, TopK, ...) stay float.
 
 Each variant is compared with the float ONNX model (not with Keras) on the export's
 golden inputs (``golden.npz``) and on fresh example inputs, at its own, looser
@@ -119,6 +119,19 @@ def variant_file(manifest: Mapping, variant: str | None) -> str:
     return entry["file"]
 
 
+def session_options(variant: str | None):
+    """onnxruntime session options for a variant: ``opt`` was optimised when it was
+    written, so it loads with graph optimisations off (they would only be redone);
+    ``None`` (onnxruntime's defaults) for the others."""
+    if variant != "opt":
+        return None
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options
+
+
 # --- writing the variants ----------------------------------------------------
 
 
@@ -167,6 +180,7 @@ def optimize_onnx(
     *,
     example_inputs: Callable[[int, np.random.Generator], dict] | None = None,
     task: str | None = None,
+    num_items: int | None = None,
 ) -> dict:
     """Writes ``model.opt.onnx``: the float model after onnxruntime's graph
     optimisations at ``level``, parity-checked against ``model.onnx``.
@@ -180,6 +194,9 @@ def optimize_onnx(
             catalogue; default: the registry's, from the manifest's
             ``model.registry_name`` and ``model.kwargs``.
         task: The registry task (default: from the registry).
+        num_items: Catalogue size of a user-item scorer: its top-10 check scores
+            ``item_id`` 0..num_items-1 (default: ``model.kwargs.num_items`` of the
+            manifest; without it, up to 128 distinct example candidates).
 
     Returns:
         The report also stored in ``manifest.json`` under ``onnx_variants.opt``.
@@ -205,7 +222,7 @@ def optimize_onnx(
         ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
         return {"level": level}
 
-    return _write_variant(version_dir, "opt", write, example_inputs, task)
+    return _write_variant(version_dir, "opt", write, example_inputs, task, num_items)
 
 
 def quantize_onnx(
@@ -213,18 +230,23 @@ def quantize_onnx(
     *,
     example_inputs: Callable[[int, np.random.Generator], dict] | None = None,
     task: str | None = None,
+    num_items: int | None = None,
 ) -> dict:
     """Writes ``model.int8.onnx`` (dynamic INT8 quantisation), parity-checked
     against ``model.onnx``; arguments as `optimize_onnx`.
 
-    Weights are signed 8-bit (``QInt8``), per tensor. onnxruntime's CPU kernels
-    for the quantised MatMul and Gather take signed weights; ``ConvInteger`` (a
-    quantised Conv) only unsigned ones, so a graph with Conv nodes gets ``QUInt8``
-    weights (recorded as ``weight_type``).
+    MatMul and Conv weights become signed 8-bit (``QInt8``, per tensor; the
+    activations are quantised to uint8 per batch by ``DynamicQuantizeLinear`` and
+    run through ``MatMulInteger`` / ``ConvInteger``, both of which onnxruntime
+    1.32's CPU kernels take with int8 weights, checked on content_cnn). Embedding
+    tables that are initializers (``Gather``) are stored as uint8 with a scale and
+    dequantised after the lookup (quantize_dynamic treats a Gather's table as an
+    activation). Ops inside a GRU's Loop body are not quantised (subgraphs are
+    off by default). ``quantized_ops`` in the report counts what changed.
     """
     return _write_variant(
         Path(version_dir), "int8", lambda s, d: _quantize_file(s, d), example_inputs,
-        task,
+        task, num_items,
     )
 
 
@@ -234,7 +256,7 @@ def _quantize_file(src: Path, dst: Path) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     before = _op_counts(onnx.load(str(src), load_external_data=False).graph)
-    weight_type = QuantType.QUInt8 if "Conv" in before else QuantType.QInt8
+    weight_type = QuantType.QInt8
     with _quiet_stdout():  # the quantizer prints shape-inference notes
         quantize_dynamic(str(src), str(dst), weight_type=weight_type)
     after = onnx.load(str(dst), load_external_data=False).graph
@@ -316,11 +338,14 @@ def _write_variant(
     write: Callable[[Path, Path], dict],
     example_inputs,
     task,
+    num_items,
 ) -> dict:
     manifest = load_manifest(version_dir)
     src = version_dir / manifest.get("onnx", {}).get("file", ONNX_FILE)
     if not src.is_file():
         raise ExportError(f"{src} is missing; re-export the model.")
+    if num_items is None:
+        num_items = ((manifest.get("model") or {}).get("kwargs") or {}).get("num_items")
     example_inputs, task = _registry_defaults(manifest, example_inputs, task)
     dst = version_dir / VARIANT_FILES[variant]
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
@@ -328,7 +353,8 @@ def _write_variant(
     try:
         details = write(src, tmp)
         report = check_variant(
-            version_dir, tmp, variant, example_inputs=example_inputs, task=task
+            version_dir, tmp, variant, example_inputs=example_inputs, task=task,
+            num_items=num_items,
         )
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -380,10 +406,12 @@ def _registry_defaults(manifest, example_inputs, task):
 # --- checking a variant -------------------------------------------------------
 
 
-def _session(path: Path):
+def _session(path: Path, variant: str | None = None):
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        str(path), session_options(variant), providers=["CPUExecutionProvider"]
+    )
 
 
 def _runner(session) -> Callable[[Mapping[str, np.ndarray]], dict]:
@@ -452,7 +480,7 @@ def compare_variant(
 
 def catalogue_feeds(
     input_specs, output_specs, task: str, example_inputs, *, users: int =
-    CATALOGUE_USERS, num_candidates: int | None = None, seed: int = FRESH_SEED,
+    CATALOGUE_USERS, num_items: int | None = None, seed: int = FRESH_SEED,
 ) -> tuple[dict, str, tuple[int, int]] | None:
     """One feed that ranks a catalogue for several users, with the output to rank
     and the ``(users, candidates)`` shape its scores reshape to; ``None`` for a
@@ -460,9 +488,9 @@ def catalogue_feeds(
 
     A model with an all-item ``scores`` output ranks that output for ``users``
     example rows. A scorer with a ``score`` output and both user- and item-side
-    inputs is fed every candidate (``item_id`` 0..num_items-1 where the test sizes
-    give ``num_items``; otherwise distinct example candidates) beside one user's
-    values, for each of ``users`` users.
+    inputs is fed every candidate beside one user's values, for each of ``users``
+    users: ``item_id`` 0..num_items-1 (with example item features) when
+    ``num_items`` is given, else up to 128 distinct example candidates.
     """
     names = [s["name"] for s in input_specs]
     outputs = [s["name"] for s in output_specs]
@@ -475,8 +503,11 @@ def catalogue_feeds(
     item_names = [n for n in names if not _is_user_side(n)]
     if not user_names or not item_names:
         return None
-    pool = example_inputs(num_candidates or 128, rng)
-    if num_candidates is None:  # distinct candidates: equal rows tie exactly
+    if num_items and "item_id" in item_names:
+        pool = example_inputs(int(num_items), rng)
+        pool["item_id"] = np.arange(int(num_items))
+    else:  # distinct candidates: equal rows tie exactly
+        pool = example_inputs(128, rng)
         keys = [
             tuple(np.asarray(pool[n][r]).tobytes() for n in item_names)
             for r in range(len(pool[item_names[0]]))
@@ -513,6 +544,7 @@ def check_variant(
     *,
     example_inputs: Callable[[int, np.random.Generator], dict],
     task: str,
+    num_items: int | None = None,
 ) -> dict:
     """The parity report of ``variant_path`` against the version's float ONNX
     model: golden inputs, fresh example batches, and top-10 agreement."""
@@ -533,7 +565,7 @@ def check_variant(
         },
     }
     try:
-        candidate = _runner(_session(Path(variant_path)))
+        candidate = _runner(_session(Path(variant_path), variant))
     except Exception as err:  # onnxruntime raises its own exception types
         return {**report, "passed": False,
                 "problems": [f"does not load in onnxruntime: {err}"]}
@@ -550,7 +582,7 @@ def check_variant(
             r = {"passed": False, "problems": [f"run failed: {err}"]}
         report[label] = r
         problems += [f"{label}: {p}" for p in r["problems"]]
-    cat = catalogue_feeds(ins, outs, task, example_inputs)
+    cat = catalogue_feeds(ins, outs, task, example_inputs, num_items=num_items)
     if cat is None:
         report["top10"] = {"applicable": False, "reason": "the model ranks no items "
                            "(no all-item 'scores' output, no user-item 'score')"}

@@ -56,14 +56,15 @@ class ExportedModel:
         if runtime == "onnx":
             import onnxruntime as ort
 
-            from export.optimize import variant_file  # None, or a passed "opt"/"int8"
+            from export.optimize import session_options, variant_file
 
             onnx_path = self.path / variant_file(self.manifest, variant)
             if not onnx_path.is_file():
                 raise ExportError(f"{onnx_path} is missing; re-export the model.")
             try:
                 self._session = ort.InferenceSession(
-                    str(onnx_path), providers=["CPUExecutionProvider"]
+                    str(onnx_path), session_options(variant),
+                    providers=["CPUExecutionProvider"],
                 )
             except Exception as err:  # onnxruntime raises its own exception types
                 raise ExportError(
