@@ -180,3 +180,28 @@ def test_optimization_levels(level, zoo_exports, tmp_path):
     assert r["top10"]["agreement"] == 1.0
     with pytest.raises(ValueError, match="level"):
         optimize_onnx(path, "max", example_inputs=example_inputs, task=task)
+
+
+def test_cli_export_writes_variants_of_a_trained_run(tmp_path, capsys):
+    from tfrec.cli import main
+
+    recipe = model_info("neumf").recipe
+    tfrec.train("neumf", recipe.synthetic_data(0), out=tmp_path / "run",
+                **dict(recipe.test_config))
+    rc = main(["export", str(tmp_path / "run"), "--base-dir", str(tmp_path / "sm"),
+               "--optimize", "--int8"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "variant opt  model.opt.onnx level=all" in out
+    assert "variant int8 model.int8.onnx quantized={'Gather': 4, 'MatMul': 4}" in out
+    path = tmp_path / "sm" / "neumf" / "1"
+    variants = json.loads((path / "manifest.json").read_text())["onnx_variants"]
+    assert variants["opt"]["passed"] and variants["int8"]["passed"]
+    # the trained model's full catalogue (num_items from the run's kwargs)
+    n = variants["int8"]["top10"]["candidates"]
+    assert n == json.loads((path / "manifest.json").read_text())["model"]["kwargs"][
+        "num_items"]
+    assert variants["int8"]["top10"]["agreement"] >= VARIANT_TOLERANCE["int8"].min_agreement
+    scores = ExportedModel(path.parent, variant="int8")(
+        {"user_id": np.zeros(n, np.int64), "item_id": np.arange(n)})["score"]
+    assert scores.shape == (n,) and np.all((scores >= 0) & (scores <= 1))
