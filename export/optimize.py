@@ -81,7 +81,7 @@ VARIANT_TOLERANCE = {
         0.8,
         "8-bit weights (scale = range/255 per tensor) and activations quantised per "
         "batch: ~1% of a tensor's range per layer, adding up over layers; a cosine "
-        "of few-dimensional towers (mv_dnn, 4 dims) amplifies it to ~0.07; 8-bit "
+        "of few-dimensional towers (mv_dnn, 4 dims) amplifies it to ~0.08; 8-bit "
         "noise reorders near-ties in the top 10",
     ),
 }
@@ -373,6 +373,14 @@ def _write_variant(
     started = time.time()
     try:
         details = write(src, tmp)
+    except Exception as err:  # a converter crash fails the variant, not the export
+        tmp.unlink(missing_ok=True)
+        dst.unlink(missing_ok=True)
+        report = {"file": VARIANT_FILES[variant], "passed": False,
+                  "problems": [f"writing failed: {type(err).__name__}: {err}"]}
+        record_variant(version_dir, variant, report)
+        return report
+    try:
         report = check_variant(
             version_dir, tmp, variant, example_inputs=example_inputs, task=task,
             num_items=num_items,
@@ -569,7 +577,7 @@ def check_variant(
 ) -> dict:
     """The parity report of ``variant_path`` against the version's float ONNX
     model: golden inputs, fresh example batches, and top-10 agreement."""
-    from export.golden import load_golden
+    from export.golden import GOLDEN_NPZ, load_golden
 
     version_dir = Path(version_dir)
     manifest = load_manifest(version_dir)
@@ -592,8 +600,9 @@ def check_variant(
     except Exception as err:  # onnxruntime raises its own exception types
         return {**report, "passed": False,
                 "problems": [f"does not load in onnxruntime: {err}"]}
-    golden_in, _ = load_golden(version_dir)
-    batches = {"golden": _cast(golden_in, ins)}
+    batches = {}
+    if (version_dir / GOLDEN_NPZ).is_file():  # exports from before golden files
+        batches["golden"] = _cast(load_golden(version_dir)[0], ins)
     rng = np.random.default_rng(FRESH_SEED)
     for b in FRESH_BATCHES:
         batches[f"fresh_{b}"] = _cast(example_inputs(b, rng), ins)

@@ -161,6 +161,19 @@ def test_tampered_variant_fails_and_is_deleted(zoo_exports, tmp_path, monkeypatc
     with pytest.raises(ValueError, match="variant"):
         ExportedModel(path, variant="fp16")
 
+    # 3. a quantizer that crashes fails the variant, not the float export
+    def crash(src, dst):
+        dst.write_bytes(b"half")
+        raise RuntimeError("quantizer crashed")
+
+    monkeypatch.setattr(optimize, "_quantize_file", crash)
+    r = quantize_onnx(path, example_inputs=example_inputs, task=task)
+    assert not r["passed"] and "quantizer crashed" in r["problems"][0]
+    assert not (path / "model.int8.onnx").exists()
+    assert not list(path.glob(".model.int8.onnx*"))
+    assert ExportedModel(path)(ExportedModel(path).validate(
+        {"user_id": np.array([1]), "item_id": np.array([2])}))["score"].shape == (1,)
+
 
 def test_top_k_agreement_by_hand():
     ref = np.arange(20, dtype=np.float32)[None, :]  # top 10: items 10..19
