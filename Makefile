@@ -19,7 +19,7 @@ EPOCHS  ?= 6
 USER_ID ?= 1
 SEEDS   ?= 0 1 2
 
-.PHONY: install js-tools run test bench export lint clean loader reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec \
+.PHONY: install js-tools run test test-slow bench export lint clean loader reproduce-ncf reproduce-content reproduce-gru4rec reproduce-item2vec \
 	reproduce-deep reproduce-autoencoders reproduce-wide-deep reproduce-youtube run-youtube
 
 install: $(VENV)/.installed
@@ -39,6 +39,9 @@ run: install
 
 test: install js-tools
 	$(BIN)/python -m pytest -q
+
+test-slow: install js-tools   # the long kill loops marked slow
+	$(BIN)/python -m pytest -q -m slow
 
 # What the Node and browser checks of the ONNX exports need (tests/export/
 # test_node_runtime.py, test_browser.py): Debian chromium (the real binary, driven

@@ -10,13 +10,22 @@ Layout (TF Serving's model base path convention)::
         assets.extra/tf_serving_warmup_requests      TF Serving warm-up (export.warmup)
         vocab/                                       optional id tables (extra_files)
 
-The version folder is built under ``<base_dir>/<name>/.tmp-<version>-<pid>-<rand>``
-and renamed into place only after both parity checks pass, so a half-written or
-failed export never appears as a version (TF Serving only loads numeric folders).
+The version folder is built under ``<base_dir>/<name>/.tmp-<v>-<host>-<pid>-<rand>``
+(locked by its export with ``flock``) and renamed into place only after both
+parity checks pass, so a half-written, failed or killed export never appears as
+a version (TF Serving only loads numeric folders); the next export removes what a
+dead one left. The rename reserves the number: when another export took it
+first, the next free number is taken, so concurrent exports get distinct
+versions. ``manifest.json`` records the size and sha256 of every other file of
+the version (``checksums``), and every loader verifies them
+(:func:`verify_files`).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -78,27 +87,314 @@ def model_io_specs(model) -> tuple[list[dict], list[dict]]:
 
 _HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
 STALE_SECONDS = 3600
+_TRASH_PREFIX = ".trash-"
+_LOCK_FILE = ".export.lock"
+_VERSION_MARKERS = (MANIFEST, "pipeline.json")
 
 
 def _clean_stale_tmp(model_dir: Path) -> None:
-    """Removes temporary folders of dead exports: same host, process gone, and
-    untouched for an hour (a shared ``saved_models/`` may serve several hosts)."""
+    """Removes what dead exports left under ``model_dir``: temporary folders whose
+    export no longer runs, and folders of old versions being pruned.
+
+    A live export holds an exclusive ``flock`` on ``<tmp>/.export.lock`` (the
+    kernel drops it when the process dies, ``kill -9`` included), so a folder
+    whose lock can be taken is stale. Without a lock file, the pid in the name
+    decides (same host only). Another host's folder is removed only when its lock
+    can be taken and it is untouched for an hour (a shared ``saved_models/`` may
+    serve several hosts, and not every network file system shares locks).
+    """
     if not model_dir.is_dir():
         return
     for p in model_dir.iterdir():
-        m = re.match(rf"{re.escape(_TMP_PREFIX)}\d+-([A-Za-z0-9]+)-(\d+)-", p.name)
-        if not m or m.group(1) != _HOST:
+        if p.name.startswith(_TRASH_PREFIX) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)  # pruned versions: always garbage
             continue
-        pid = int(m.group(2))
-        try:
-            os.kill(pid, 0)
-            alive = pid != os.getpid()
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive and time.time() - p.stat().st_mtime > STALE_SECONDS:
+        m = re.match(rf"{re.escape(_TMP_PREFIX)}\d+-([A-Za-z0-9]+)-(\d+)-", p.name)
+        if not m or not p.is_dir():
+            continue
+        same_host, pid = m.group(1) == _HOST, int(m.group(2))
+        lock = _lock_is_free(p / _LOCK_FILE)
+        if same_host:
+            stale = lock if lock is not None else not _pid_alive(pid)
+        else:
+            stale = bool(lock) and time.time() - p.stat().st_mtime > STALE_SECONDS
+        if stale:
             shutil.rmtree(p, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_is_free(path: Path) -> bool | None:
+    """Whether nobody holds ``path``'s flock (None: no such file)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock we may have taken
+    return True
+
+
+def _make_tmp(model_dir: Path, version: int) -> tuple[Path, int]:
+    """A hidden temporary version folder, locked by this process (see
+    `_clean_stale_tmp`); returns the folder and the lock's file descriptor."""
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(
+            tempfile.mkdtemp(
+                prefix=f"{_TMP_PREFIX}{version}-{_HOST}-{os.getpid()}-", dir=model_dir
+            )
+        )
+    except OSError as err:
+        raise _write_error(model_dir, err) from err
+    fd = os.open(tmp / _LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return tmp, fd
+
+
+def _write_error(where: Path, err: OSError) -> ExportError:
+    reason = err.strerror or type(err).__name__
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ExportError(
+            f"Cannot write the export under {where}: {reason}. Choose a writable "
+            "--base-dir (base_dir)."
+        )
+    return ExportError(f"Cannot write the export under {where}: {reason}.")
+
+
+def file_checksums(version_dir: str | os.PathLike) -> dict[str, dict]:
+    """``{relative path: {"sha256", "size"}}`` of every file under ``version_dir``
+    (the tree walked), except ``manifest.json``/``pipeline.json`` and the export
+    lock. Files are flushed to disk as they are read."""
+    root = Path(version_dir)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if rel in _VERSION_MARKERS or rel == _LOCK_FILE or p.is_dir():
+            continue
+        if not p.is_file():  # a link or a special file has no place in an export
+            raise ExportError(f"{p} is not a regular file; an export holds only files.")
+        digest, size = hashlib.sha256(), 0
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+            os.fsync(fh.fileno())
+        out[rel] = {"sha256": digest.hexdigest(), "size": size}
+    return out
+
+
+def verify_files(version_dir: str | os.PathLike, manifest: Mapping,
+                 manifest_name: str = MANIFEST) -> None:
+    """Checks every file the manifest lists against its recorded size and sha256.
+
+    Raises:
+        ExportError: naming the first file that is missing, modified or corrupt,
+            or the manifest when it records no checksums.
+    """
+    root = Path(version_dir)
+    listed = manifest.get("checksums")
+    if not isinstance(listed, dict) or not listed:
+        raise ExportError(
+            f"{root / manifest_name} records no file checksums (an export older than "
+            "tfrec's artifact checks, or an edited manifest); re-export the model."
+        )
+    for rel, want in sorted(listed.items()):
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts or not isinstance(want, dict):
+            raise ExportError(f"{root / manifest_name} is corrupt: bad entry {rel!r}.")
+        path = root / rel
+        if not path.is_file():
+            raise ExportError(
+                f"{path} is missing (listed in {manifest_name}); the export is "
+                "incomplete: re-export the model."
+            )
+        digest, size = hashlib.sha256(), 0
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        if size != want.get("size") or digest.hexdigest() != want.get("sha256"):
+            raise ExportError(
+                f"{path} was modified or is corrupt: its sha256 {digest.hexdigest()[:12]}"
+                f"... ({size} bytes) differs from {manifest_name}'s "
+                f"{str(want.get('sha256'))[:12]}... ({want.get('size')} bytes); "
+                "re-export the model."
+            )
+
+
+def publish_version(
+    tmp: Path,
+    model_dir: Path,
+    version: int,
+    *,
+    fixed: bool,
+    manifest_name: str = MANIFEST,
+) -> Path:
+    """Moves the finished ``tmp`` folder to ``model_dir/<version>`` atomically.
+
+    Records the checksums of every file in the manifest first. The version is
+    reserved by the rename itself: a rename onto an existing (never empty)
+    version fails, and then the next free number is taken (unless the version was
+    ``fixed`` by the caller), so concurrent exports get distinct versions and a
+    reader never sees a partial one.
+    """
+    checksums = file_checksums(tmp)
+    manifest_path = tmp / manifest_name
+    manifest = json.loads(manifest_path.read_text())
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a serving user must read it
+    (tmp / _LOCK_FILE).unlink(missing_ok=True)  # an open descriptor keeps the lock
+    for _ in range(10_000):
+        final = model_dir / str(version)
+        if final.exists():  # fast path; the rename below is what decides
+            error = OSError(errno.EEXIST, "exists")
+        else:
+            manifest.update(version=version, checksums=checksums,
+                            files=sorted([*checksums, manifest_name]))
+            atomic_write_json(manifest_path, manifest)
+            _fsync_dir(tmp)
+            try:
+                os.rename(tmp, final)
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                    raise
+                error = err
+            else:
+                _fsync_dir(model_dir)
+                return final
+        if fixed:
+            raise ExportError(
+                f"Version {final} already exists; pick another version."
+            ) from error
+        version = max(version + 1, next_version(model_dir))
+    raise ExportError(f"No free version number under {model_dir}.")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prune_versions(model_dir: str | os.PathLike, keep: int) -> list[int]:
+    """Removes all but the newest ``keep`` versions of ``model_dir``; returns the
+    removed version numbers. Each goes to a hidden name first, so a server never
+    sees half a version (a kill leaves a hidden folder the next export removes)."""
+    path = Path(model_dir)
+    ours = sorted(
+        int(p.name) for p in path.iterdir()
+        if p.name.isdigit() and p.is_dir()
+        and any((p / m).is_file() for m in _VERSION_MARKERS)
+    )
+    removed = []
+    for v in ours[: max(len(ours) - keep, 0)]:
+        trash = path / f"{_TRASH_PREFIX}{v}-{_HOST}-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            os.rename(path / str(v), trash)
+        except FileNotFoundError:  # pruned by a concurrent export
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
+        removed.append(v)
+    return removed
+
+
+def check_keep(keep) -> int | None:
+    """``keep`` (newest versions to keep) as an int >= 1, or None."""
+    if keep is None:
+        return None
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
+        raise ValueError(
+            f"`keep` must be a positive int (how many newest versions to keep). "
+            f"Received: keep={keep!r}"
+        )
+    return int(keep)
+
+
+def check_export_name(name) -> str:
+    """Refuses a model folder name that could leave ``base_dir`` or be mistaken
+    for a version or a temporary folder."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"The export name must be a non-empty string. Received: {name!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(
+            f"The export name may use only letters, digits, '_', '.' and '-' (it is "
+            f"a folder under the base dir). Received: {name!r}"
+        )
+    if name.startswith("."):
+        raise ValueError(
+            f"The export name must not start with '.' ('.' and '..' leave the base "
+            f"dir; hidden names are tfrec's temporary folders). Received: {name!r}"
+        )
+    if name.isdigit():
+        raise ValueError(
+            f"The export name must not be all digits (that reads as a version "
+            f"number). Received: {name!r}"
+        )
+    return name
+
+
+def check_export_target(base_dir: str | os.PathLike, name: str | None = None) -> None:
+    """Validates where an export will go, writing nothing: ``base_dir`` must be
+    (or become) a writable folder, and ``base_dir/name``, when it exists, a folder
+    of tfrec versions (numeric folders with a manifest, hidden temporary ones).
+
+    Raises:
+        ValueError: a bad name. ExportError: a bad or unwritable target.
+    """
+    base = Path(base_dir)
+    if base.exists() and not base.is_dir():
+        raise ExportError(
+            f"The base dir {base} exists and is not a folder; give --base-dir "
+            "(base_dir) a folder."
+        )
+    targets = [base]
+    if name is not None:
+        model_dir = base / check_export_name(name)
+        if model_dir.exists() and not model_dir.is_dir():
+            raise ExportError(
+                f"{model_dir} exists and is not a folder; choose another --name or "
+                "--base-dir."
+            )
+        if model_dir.is_dir():
+            foreign = [
+                p.name for p in sorted(model_dir.iterdir())
+                if not p.name.startswith(".")
+                and not (p.name.isdigit() and p.is_dir()
+                         and any((p / m).is_file() for m in _VERSION_MARKERS))
+            ]
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise ExportError(
+                    f"{model_dir} exists and is not a tfrec export folder (it holds "
+                    f"{shown}, which are not versions with a {MANIFEST}); choose "
+                    "another --name or --base-dir."
+                )
+        targets.insert(0, model_dir)
+    existing = next((p for p in (*targets, *base.absolute().parents) if p.exists()),
+                    None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(
+            f"Cannot write the export under {existing}: permission denied or "
+            "read-only file system. Choose a writable --base-dir (base_dir)."
+        )
 
 
 def _versions() -> dict[str, str]:
@@ -170,7 +466,9 @@ def export_model(
     Raises:
         ExportError: conversion or parity failed, or the version exists; nothing
             was written in that case.
+        ValueError: a bad ``name`` (checked before any work).
     """
+    check_export_target(base_dir, name)
     ins, outs = model_io_specs(model)
     for spec in ins:
         if input_notes and spec["name"] in input_notes:
@@ -247,22 +545,15 @@ def write_version(
         raise ExportError(
             f"Tolerances must be >= 0. Received: atol={atol}, rtol={rtol}"
         )
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ExportError(
-            f"Model name {name!r} must use letters, digits, '_', '.', '-'."
-        )
+    check_export_target(base_dir, name)
     model_dir = Path(base_dir) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale_tmp(model_dir)
-    version = int(version) if version is not None else next_version(model_dir)
+    fixed = version is not None
+    version = int(version) if fixed else next_version(model_dir)
     final = model_dir / str(version)
     if final.exists():
         raise ExportError(f"Version {final} already exists; pick another version.")
-    tmp = Path(
-        tempfile.mkdtemp(
-            prefix=f"{_TMP_PREFIX}{version}-{_HOST}-{os.getpid()}-", dir=model_dir
-        )
-    )
+    tmp, lock_fd = _make_tmp(model_dir, version)
+    _clean_stale_tmp(model_dir)
     try:
         started = time.time()
         save(tmp)
@@ -320,8 +611,7 @@ def write_version(
         # Re-check the artifact loads the way TF Serving loads it, from its final
         # contents, before it becomes visible.
         load_saved_model_tf1(tmp).close()
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a serving user must read it
-        os.replace(tmp, final)
+        final = publish_version(tmp, model_dir, version, fixed=fixed)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, ExportError) or not isinstance(err, Exception):
@@ -329,6 +619,8 @@ def write_version(
         raise ExportError(
             f"Export of {name!r} failed: {type(err).__name__}: {err}"
         ) from err
+    finally:
+        os.close(lock_fd)  # releases the lock of the temporary folder
     return final
 
 
@@ -440,8 +732,10 @@ def _convert_with_tables(saved_model_dir: Path, onnx_path: Path, opset: int):
     return proto
 
 
-def load_manifest(version_dir: str | os.PathLike) -> dict:
-    """Reads and validates ``manifest.json`` of an exported version."""
+def load_manifest(version_dir: str | os.PathLike, *, verify: bool = True) -> dict:
+    """Reads and validates ``manifest.json`` of an exported version and (unless
+    ``verify=False``) the size and sha256 of every file it lists
+    (:func:`verify_files`), so every loader built on it refuses a modified file."""
     path = Path(version_dir)
     manifest_path = path / MANIFEST
     if not path.is_dir():
@@ -459,4 +753,6 @@ def load_manifest(version_dir: str | os.PathLike) -> dict:
             raise ExportError(
                 f"{manifest_path} lacks the key {key!r}; re-export the model."
             )
+    if verify:
+        verify_files(path, manifest)
     return manifest

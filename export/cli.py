@@ -28,6 +28,7 @@ def export_run(
     version: int | None = None,
     verbose: bool = True,
     graphs: list[str] | None = None,
+    keep: int | None = None,
     web_demo: bool = False,
     optimize: bool = False,
     int8: bool = False,
@@ -42,6 +43,8 @@ def export_run(
         version: Version number (default: the next free one per folder).
         verbose: Print the parity report of each graph.
         graphs: Only these graphs (default: all of them).
+        keep: After each successful export, keep only the newest ``keep``
+            versions of that folder (default: keep all).
         web_demo: Also write ``<version>/web/`` (`export.webdemo`), a browser page
             running the main graph's ONNX in onnxruntime-web, or the first graph
             a page can drive (a user-item scorer or a session model).
@@ -52,14 +55,29 @@ def export_run(
         ``{graph name: version folder}``. Each version holds the SavedModel,
         ``model.onnx``, ``manifest.json`` (inputs described, OOV policy, parity)
         and the run's ``vocab/``, so serving needs nothing else.
-    """
-    from export.artifact import export_model
-    from tfrec import model_info
-    from tfrec.training.runner import load_run
 
+    Raises:
+        ValueError: a bad ``name`` or ``keep``; ExportError: a target that is a
+            file, not a tfrec export folder, or not writable. Both before any work.
+    """
+    from export.artifact import (
+        check_export_name,
+        check_export_target,
+        check_keep,
+        export_model,
+        prune_versions,
+    )
+
+    keep = check_keep(keep)
+    if name is not None:
+        check_export_name(name)
+    check_export_target(base_dir, name)
     run_dir = Path(getattr(run, "run_dir", run) or "")
     if not str(run_dir) or str(run_dir) == ".":
         raise ValueError("This run was trained in memory (no out=); nothing to export.")
+    from tfrec import model_info
+    from tfrec.training.runner import load_run
+
     serving, record = load_run(run_dir)
     recipe = model_info(record["model"]).recipe
     if graphs:
@@ -70,6 +88,8 @@ def export_run(
             )
         serving = {g: serving[g] for g in graphs}
     folders = _folder_names(serving, record["main"], name)
+    for folder in folders.values():
+        check_export_target(base_dir, folder)
     demo = _web_demo_graph(serving, record["main"]) if web_demo else None
     vocab = run_dir / "vocab"
     extra = {
@@ -117,6 +137,11 @@ def export_run(
             from export.optimize import write_variants
 
             write_variants(path, optimize=optimize, int8=int8, verbose=verbose)
+        if keep is not None:
+            removed = prune_versions(path.parent, keep)
+            if verbose and removed:
+                print(f"  kept the newest {keep} version(s) of {path.parent}; removed "
+                      f"{', '.join(map(str, removed))}")
     if demo is not None:
         from export.webdemo import write_web_demo
 
@@ -156,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", type=int, default=None)
     parser.add_argument("--graph", action="append", default=None,
                         help="export only this serving graph (repeatable)")
+    parser.add_argument("--keep", type=int, default=None, metavar="N",
+                        help="after the export, keep only the newest N versions")
     parser.add_argument("--web-demo", action="store_true",
                         help="also write <version>/web/, an onnxruntime-web page")
     parser.add_argument("--optimize", action="store_true",
@@ -169,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_run(
             args.run, name=args.name, base_dir=args.base_dir, version=args.version,
-            graphs=args.graph, web_demo=args.web_demo, optimize=args.optimize,
-            int8=args.int8,
+            graphs=args.graph, keep=args.keep, web_demo=args.web_demo,
+            optimize=args.optimize, int8=args.int8,
         )
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""

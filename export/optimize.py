@@ -31,6 +31,7 @@ recorded as failed; the float export is never touched.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -97,11 +98,14 @@ def _is_user_side(name: str) -> bool:
     return name in USER_SIDE or name.startswith("user_")
 
 
-def variant_file(manifest: Mapping, variant: str | None) -> str:
+def variant_path(
+    version_dir: str | os.PathLike, manifest: Mapping, variant: str | None
+) -> Path:
     """The ONNX file to run: ``model.onnx`` for ``None``, else the file of a passed
-    variant recorded in the manifest (raises otherwise)."""
+    variant recorded in the manifest, its size and sha256 checked (raises
+    otherwise)."""
     if variant is None:
-        return manifest.get("onnx", {}).get("file", ONNX_FILE)
+        return Path(version_dir) / manifest.get("onnx", {}).get("file", ONNX_FILE)
     if variant not in VARIANT_FILES:
         raise ValueError(
             f"`variant` must be one of {sorted(VARIANT_FILES)} or None. "
@@ -117,7 +121,23 @@ def variant_file(manifest: Mapping, variant: str | None) -> str:
             + ("optimize_onnx" if variant == "opt" else "quantize_onnx")
             + "(version_dir)."
         )
-    return entry["file"]
+    path = Path(version_dir) / entry["file"]
+    if not path.is_file():
+        raise ExportError(f"{path} is missing; write the variant again.")
+    if path.stat().st_size != entry.get("bytes") or _sha256(path) != entry.get("sha256"):
+        raise ExportError(
+            f"{path} was modified or is corrupt (its size or sha256 differs from "
+            "manifest.json's onnx_variants); write the variant again."
+        )
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def session_options(variant: str | None):
@@ -397,6 +417,7 @@ def _write_variant(
         "seconds": round(time.time() - started, 2),
     }
     if report["passed"]:
+        report["sha256"] = _sha256(tmp)
         os.replace(tmp, dst)
     else:
         tmp.unlink(missing_ok=True)

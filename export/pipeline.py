@@ -20,19 +20,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from export.artifact import (
-    _TMP_PREFIX,
     ONNX_OPSET,
     PARITY_BATCH_SIZES,
     ExportError,
+    _clean_stale_tmp,
+    _make_tmp,
+    check_export_target,
     export_model,
     next_version,
+    publish_version,
+    verify_files,
     write_version,
 )
 from tfrec.io import atomic_write_json
@@ -74,6 +77,7 @@ def export_module(
     """
     import tensorflow as tf
 
+    check_export_target(base_dir, name)
     ins = _module_specs(module)
 
     def make_batches():
@@ -126,13 +130,21 @@ def export_youtube_pipeline(
 
     Writes ``<base>/<name>_candidate_index/<v>`` (query tower + TFRS index, k
     fixed at export), ``<base>/<name>_ranking/<v>`` (ranking model) and
-    ``<base>/<name>/<v>/`` holding ``pipeline.json`` and ``tables.npz``.
-    Returns the pipeline folder.
+    ``<base>/<name>/<v>/`` holding ``pipeline.json`` (which records the size and
+    sha256 of ``tables.npz``) and ``tables.npz``. Without ``version`` each
+    folder takes its next free version (``pipeline.json`` names the stages'
+    versions). Returns the pipeline folder.
     """
     from tfrec.registry import model_info
 
+    for folder in (name, f"{name}_candidate_index", f"{name}_ranking"):
+        check_export_target(base_dir, folder)  # before any work
     pipe_dir = Path(base_dir) / name
-    version = int(version) if version is not None else next_version(pipe_dir)
+    fixed = version is not None
+    if fixed and (pipe_dir / str(int(version))).exists():
+        raise ExportError(
+            f"Version {pipe_dir / str(int(version))} already exists; pick another."
+        )
     index = pipeline.retrieval_index()
     rng_inputs = pipeline.example_requests
     cand = export_module(
@@ -160,25 +172,28 @@ def export_youtube_pipeline(
         model_config={"registry_name": "youtube_ranking"},
         seed=seed,
     )
-    final = pipe_dir / str(version)
-    if final.exists():
-        raise ExportError(f"Version {final} already exists; pick another version.")
-    pipe_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{version}-", dir=pipe_dir))
+    version = int(version) if fixed else next_version(pipe_dir)
+    tmp, lock_fd = _make_tmp(pipe_dir, version)
+    _clean_stale_tmp(pipe_dir)
     try:
         pipeline.save_tables(tmp / "tables.npz")
+        # Relative to <base>/<name>/<v>: the same for every version number.
+        here = pipe_dir / str(version)
         atomic_write_json(
             tmp / PIPELINE_FILE,
             pipeline.chain_manifest(
-                candidate_artifact=os.path.relpath(cand, final),
-                ranking_artifact=os.path.relpath(rank, final),
+                candidate_artifact=os.path.relpath(cand, here),
+                ranking_artifact=os.path.relpath(rank, here),
             ),
         )
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, final)
+        final = publish_version(
+            tmp, pipe_dir, version, fixed=fixed, manifest_name=PIPELINE_FILE
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(lock_fd)
     return final
 
 
@@ -198,7 +213,11 @@ class ExportedPipeline:
                 f"{manifest_path} is missing: {self.path} is not a pipeline export "
                 "(export one with scripts/reproduce_youtube.py --export)."
             )
-        self.manifest = json.loads(manifest_path.read_text())
+        try:
+            self.manifest = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ExportError(f"{manifest_path} is corrupt: {err}") from err
+        verify_files(self.path, self.manifest, PIPELINE_FILE)
         stages = {s["stage"]: s for s in self.manifest["stages"]}
         self.candidate = ExportedModel(
             (self.path / stages["candidate"]["artifact"]).resolve(), runtime=runtime

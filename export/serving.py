@@ -1,9 +1,21 @@
 """Loading and running an exported version, with input validation.
 
-``ExportedModel`` reads ``manifest.json`` and runs either the ONNX model
-(onnxruntime) or the SavedModel (TF1 SignatureDef loader, as TF Serving does). Every
-call validates the feed against the manifest's input specs first, so a wrong name,
-dtype or shape gets a clear error instead of a runtime's internal message.
+``ExportedModel`` reads ``manifest.json``, verifies the size and sha256 of every
+file the manifest lists (a modified, truncated or missing file is refused by
+name), and runs either the ONNX model (onnxruntime) or the SavedModel (TF1
+SignatureDef loader, as TF Serving does). Every call validates the feed against
+the manifest's input specs first, identically for both runtimes:
+
+* names, dtypes and shapes; an error names the input;
+* integer inputs take integers only: floats, booleans and strings are refused,
+  and so is any value the input's dtype cannot hold (``2**70``, a ``uint64``
+  above ``2**63 - 1``), instead of wrapping around into another id;
+* float inputs must be finite (a float64 beyond float32's range is refused);
+* an axis of length 0 other than the batch (an empty session or history) is
+  refused: give an empty sequence as one padding id per row. A row holding only
+  padding is a valid request: the model answers as for a session or history
+  without clicks (GRU4Rec: the scores of a new session's zero state; YouTube:
+  the other features alone). A batch of 0 rows returns outputs with 0 rows.
 """
 
 from __future__ import annotations
@@ -50,15 +62,15 @@ class ExportedModel:
                 f"`runtime` must be 'onnx' or 'saved_model'. Received: runtime={runtime!r}"
             )
         self.path = resolve_version_dir(path)
-        self.manifest = load_manifest(self.path)
+        self.manifest = load_manifest(self.path)  # file checksums verified, once
         self.runtime = runtime
         self.input_specs = {s["name"]: s for s in self.manifest["inputs"]}
         if runtime == "onnx":
             import onnxruntime as ort
 
-            from export.optimize import session_options, variant_file
+            from export.optimize import session_options, variant_path
 
-            onnx_path = self.path / variant_file(self.manifest, variant)
+            onnx_path = variant_path(self.path, self.manifest, variant)
             if not onnx_path.is_file():
                 raise ExportError(f"{onnx_path} is missing; re-export the model.")
             try:
@@ -86,7 +98,8 @@ class ExportedModel:
                 ) from err
 
     def validate(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Checks names, dtypes and shapes against the manifest; returns the feed."""
+        """Checks names, dtypes, values and shapes against the manifest; returns the
+        feed as the runtimes take it (see the module docstring for the rules)."""
         missing = sorted(set(self.input_specs) - set(feed))
         extra = sorted(set(feed) - set(self.input_specs))
         if missing or extra:
@@ -96,34 +109,8 @@ class ExportedModel:
             )
         out = {}
         batch = None
-        for name, spec in self.input_specs.items():
-            value = np.asarray(feed[name])
-            if spec["dtype"] == "string":
-                if value.dtype.kind not in "OUS" or not all(
-                    isinstance(v, (str, bytes)) for v in value.flat
-                ):
-                    raise TypeError(
-                        f"Input {name!r} must hold strings; received dtype "
-                        f"{value.dtype.name}. Pass the raw values as str."
-                    )
-                value = as_input_dtype(value, "string")
-                want = value.dtype
-            else:
-                want = np.dtype(spec["dtype"])
-            if value.dtype != want:
-                same_kind = (
-                    np.issubdtype(value.dtype, np.integer)
-                    and np.issubdtype(want, np.integer)
-                ) or (
-                    np.issubdtype(value.dtype, np.floating)
-                    and np.issubdtype(want, np.floating)
-                )
-                if not same_kind:
-                    raise TypeError(
-                        f"Input {name!r} must have dtype {want.name}; received "
-                        f"{value.dtype.name}. Convert it first (ids are integers)."
-                    )
-                value = value.astype(want)
+        for name, spec in sorted(self.input_specs.items()):
+            value = _as_spec_dtype(name, feed[name], spec["dtype"])
             if value.ndim != len(spec["shape"]):
                 raise ValueError(
                     f"Input {name!r} must have shape {spec['shape']} (None = any); "
@@ -135,6 +122,12 @@ class ExportedModel:
                         f"Input {name!r} must have shape {spec['shape']}; received "
                         f"{list(value.shape)}."
                     )
+            if 0 in value.shape[1:]:
+                raise ValueError(
+                    f"Input {name!r} has an empty axis (shape {list(value.shape)}): an "
+                    "empty session or history is given as one padding id per row "
+                    f"(see the input's meaning in {self.path / 'manifest.json'})."
+                )
             if batch is None:
                 batch = value.shape[0] if value.ndim else None
             elif value.ndim and value.shape[0] != batch:
@@ -152,3 +145,72 @@ class ExportedModel:
                 zip(self._out_names, self._session.run(None, feed), strict=True)
             )
         return self._runner(feed)
+
+
+def _as_spec_dtype(name: str, value, dtype: str) -> np.ndarray:
+    """``value`` converted to the spec's dtype, or a TypeError/ValueError naming
+    the input when the conversion would change a value."""
+    if dtype == "string":
+        value = np.asarray(value, dtype=object if isinstance(value, list) else None)
+        if value.dtype.kind not in "OUS" or not all(
+            isinstance(v, (str, bytes)) for v in value.flat
+        ):
+            raise TypeError(
+                f"Input {name!r} must hold strings; received dtype "
+                f"{value.dtype.name}. Pass the raw values as str."
+            )
+        return as_input_dtype(value, "string")
+    want = np.dtype(dtype)
+    value = np.asarray(value)
+    if np.issubdtype(want, np.integer):
+        return _as_integers(name, value, want)
+    if value.dtype.kind != "f":
+        raise TypeError(
+            f"Input {name!r} must have dtype {want.name}; received "
+            f"{value.dtype.name}. Convert it first."
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = value.astype(want)
+    if not np.all(np.isfinite(cast)):
+        bad = value.reshape(-1)[~np.isfinite(cast.reshape(-1))][0]
+        raise ValueError(
+            f"Input {name!r} must hold finite {want.name} values; received {bad!r}."
+        )
+    return cast
+
+
+def _as_integers(name: str, value: np.ndarray, want: np.dtype) -> np.ndarray:
+    info = np.iinfo(want)
+    if value.dtype.kind == "O":  # Python ints beyond 64 bits, or mixed objects
+        flat = list(value.flat)
+        for v in flat:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(
+                    f"Input {name!r} must hold integers ({want.name}); received a "
+                    f"{type(v).__name__} ({v!r})."
+                )
+            if not info.min <= int(v) <= info.max:
+                raise ValueError(
+                    f"Input {name!r} holds {int(v)}, which {want.name} cannot "
+                    f"represent (range {info.min}..{info.max}); ids are never wrapped."
+                )
+        return np.array([int(v) for v in flat], dtype=want).reshape(value.shape)
+    if value.dtype.kind not in "iu":
+        kind = {"f": "floats", "b": "booleans", "U": "strings", "S": "bytes"}.get(
+            value.dtype.kind, value.dtype.name
+        )
+        first = f" (first value {value.reshape(-1)[0]!r})" if value.size else ""
+        raise TypeError(
+            f"Input {name!r} must have dtype {want.name} (integer ids); received "
+            f"{value.dtype.name} {kind}{first}. Map raw ids to integer indices, and "
+            "convert whole-number floats with .astype('int64')."
+        )
+    if value.dtype != want and value.size:
+        low, high = value.min(), value.max()
+        if low < info.min or high > info.max:
+            bad = high if high > info.max else low
+            raise ValueError(
+                f"Input {name!r} holds {int(bad)}, which {want.name} cannot represent "
+                f"(range {info.min}..{info.max}); ids are never wrapped."
+            )
+    return value.astype(want)

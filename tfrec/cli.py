@@ -263,8 +263,8 @@ def cmd_export(args) -> int:
     quiet()
     paths = export_run(
         args.run, name=args.name, base_dir=args.base_dir, version=args.version,
-        graphs=args.graph, web_demo=args.web_demo, optimize=args.optimize,
-        int8=args.int8,
+        graphs=args.graph, keep=args.keep, web_demo=args.web_demo,
+        optimize=args.optimize, int8=args.int8,
     )
     import json
 
@@ -301,6 +301,19 @@ def _print_recs(recs, header, vocab):
         print(f"  {rank:>2}. item {item:<8} score={score:.4f}{title}")
 
 
+def _note_if_short(got: int, k: int, why: str) -> None:
+    """Says so when fewer than ``k`` items could be returned."""
+    if got < k:
+        print(f"Note: only {got} item(s) can be returned, not --k {k}: {why}.")
+
+
+def _why_short(args) -> str:
+    if args.include_seen:
+        return "that is every item the model can recommend here"
+    return ("every other item is excluded (seen by this user, or the query's own "
+            "items); --include-seen lists seen items too")
+
+
 def cmd_recommend(args) -> int:
     from tfrec.console import quiet
 
@@ -332,6 +345,7 @@ def cmd_recommend(args) -> int:
     shown = ",".join(query) if kind == "session" else query
     what = {"user": f"user {shown}", "session": f"session {shown}", "item": f"item {shown}"}
     _print_recs(recs, f"Top-{args.k} for {what[kind]} from run {args.run} (Keras):", vocab)
+    _note_if_short(len(recs), args.k, _why_short(args))
     return 0
 
 
@@ -362,6 +376,7 @@ def _recommend_artifact(args, kind, query) -> int:
     )
     _print_recs(recs, f"Top-{args.k} for user {query} from {exported.path} "
                 f"({args.runtime}):", vocab)
+    _note_if_short(len(recs), args.k, _why_short(args))
     return 0
 
 
@@ -391,6 +406,8 @@ def _recommend_pipeline(args) -> int:
             f"  {rank:>2}. item {rec['item_id']:<6} odds={rec['odds']:.4f} "
             f"p={rec['score']:.4f}{title}"
         )
+    _note_if_short(len(recs), args.k, f"the candidate stage retrieves {k_cand} items "
+                   "and the ones this user has seen are dropped")
     return 0
 
 
@@ -472,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--version", type=int, default=None)
     x.add_argument("--graph", action="append", default=None,
                    help="only this serving graph (repeatable)")
+    x.add_argument("--keep", type=int, default=None, metavar="N",
+                   help="after a successful export keep only the newest N versions")
     x.add_argument("--web-demo", action="store_true",
                    help="also write <version>/web/: the model in a browser page "
                    "(onnxruntime-web)")

@@ -160,6 +160,13 @@ def test_tampered_variant_fails_and_is_deleted(zoo_exports, tmp_path, monkeypatc
         ExportedModel(path, variant="opt")
     with pytest.raises(ValueError, match="variant"):
         ExportedModel(path, variant="fp16")
+    # a passed variant modified afterwards is refused, like the export's own files
+    optimize_onnx(path, example_inputs=example_inputs, task=task)
+    assert ExportedModel(path, variant="opt")
+    with open(path / "model.opt.onnx", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ExportError, match="modified or is corrupt"):
+        ExportedModel(path, variant="opt")
 
     # 3. a quantizer that crashes fails the variant, not the float export
     def crash(src, dst):

@@ -85,7 +85,7 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.slow  # three short trainings
+# three short trainings (kept in the default run)
 def test_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path):
     import keras
 

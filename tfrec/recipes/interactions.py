@@ -108,13 +108,26 @@ def item_index(vocab: Vocab, item) -> int:
 
 
 def top_k(scores: np.ndarray, vocab: Vocab, k: int, exclude=()) -> list[tuple[Any, float]]:
-    """The ``k`` best ``(raw item id, score)``; ``exclude`` indices and items
-    without a finite score never appear (:func:`tfrec.evaluation.ranking.top_k`)."""
+    """The ``k`` best ``(raw item id, score)``, best first; ``exclude`` indices
+    and items without a finite score never appear
+    (:func:`tfrec.evaluation.ranking.top_k`, the one top-K of every protocol).
+
+    The top-K of every recipe's ``recommend``. When fewer than ``k`` items
+    remain, all of them are returned (the caller sees ``len(result) < k``; the
+    CLI says so).
+
+    Raises:
+        ValueError: ``k`` is not a positive int.
+    """
     from tfrec.evaluation.ranking import top_k as rank_top_k
 
-    scores = np.asarray(scores, np.float64)
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"`k` must be a positive int. Received: k={k!r}")
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if scores.size == 0:
+        return []
     scores = np.where(np.isfinite(scores), scores, -np.inf)
-    order = rank_top_k(scores, min(k, scores.size), exclude=list(exclude))
+    order = rank_top_k(scores, min(int(k), scores.size), exclude=list(exclude))
     order = order[np.isfinite(scores[order])]
     order = order[~np.isin(order, np.asarray(list(exclude), np.int64))]
     return [(vocab.items[i], float(scores[i])) for i in order]
