@@ -30,6 +30,8 @@ def export_run(
     graphs: list[str] | None = None,
     keep: int | None = None,
     web_demo: bool = False,
+    optimize: bool = False,
+    int8: bool = False,
 ) -> dict[str, Path]:
     """Exports every serving graph of a finished run, each with its parity check.
 
@@ -46,6 +48,8 @@ def export_run(
         web_demo: Also write ``<version>/web/`` (`export.webdemo`), a browser page
             running the main graph's ONNX in onnxruntime-web, or the first graph
             a page can drive (a user-item scorer or a session model).
+        optimize, int8: Also write ``model.opt.onnx`` / ``model.int8.onnx`` with
+            their own parity reports (`export.optimize`).
 
     Returns:
         ``{graph name: version folder}``. Each version holds the SavedModel,
@@ -129,6 +133,10 @@ def export_run(
                 )
             tol = report["tolerance"]
             print(f"  tolerance atol={tol['atol']} rtol={tol['rtol']} ({tol['reason']})")
+        if optimize or int8:
+            from export.optimize import write_variants
+
+            write_variants(path, optimize=optimize, int8=int8, verbose=verbose)
         if keep is not None:
             removed = prune_versions(path.parent, keep)
             if verbose and removed:
@@ -177,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="after the export, keep only the newest N versions")
     parser.add_argument("--web-demo", action="store_true",
                         help="also write <version>/web/, an onnxruntime-web page")
+    parser.add_argument("--optimize", action="store_true",
+                        help="also write model.opt.onnx (onnxruntime graph optimisations)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write model.int8.onnx (dynamic INT8 quantisation)")
     args = parser.parse_args(argv)
     from tfrec.console import quiet
 
@@ -185,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         export_run(
             args.run, name=args.name, base_dir=args.base_dir, version=args.version,
             graphs=args.graph, keep=args.keep, web_demo=args.web_demo,
+            optimize=args.optimize, int8=args.int8,
         )
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.artifact import ONNX_FILE, ExportError, load_manifest
+from export.artifact import ExportError, load_manifest
 from export.parity import as_input_dtype
 
 
@@ -54,7 +54,9 @@ def resolve_version_dir(path: str | os.PathLike) -> Path:
 class ExportedModel:
     """An exported tfrec model, run through ONNX or the SavedModel."""
 
-    def __init__(self, path: str | os.PathLike, *, runtime: str = "onnx"):
+    def __init__(
+        self, path: str | os.PathLike, *, runtime: str = "onnx", variant: str | None = None
+    ):
         if runtime not in ("onnx", "saved_model"):
             raise ValueError(
                 f"`runtime` must be 'onnx' or 'saved_model'. Received: runtime={runtime!r}"
@@ -66,12 +68,15 @@ class ExportedModel:
         if runtime == "onnx":
             import onnxruntime as ort
 
-            onnx_path = self.path / ONNX_FILE
+            from export.optimize import session_options, variant_path
+
+            onnx_path = variant_path(self.path, self.manifest, variant)
             if not onnx_path.is_file():
                 raise ExportError(f"{onnx_path} is missing; re-export the model.")
             try:
                 self._session = ort.InferenceSession(
-                    str(onnx_path), providers=["CPUExecutionProvider"]
+                    str(onnx_path), session_options(variant),
+                    providers=["CPUExecutionProvider"],
                 )
             except Exception as err:  # onnxruntime raises its own exception types
                 raise ExportError(

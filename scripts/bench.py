@@ -15,9 +15,17 @@ measured in the same run (absolute seconds on a shared 2-core machine mean littl
    all items, Adagrad, ``fit`` on the same click pairs); and step-wise serving
    latency at batch 1 (one click + state -> scores over all items + new state):
    onnxruntime vs the TF2 SavedModel signature vs calling the Keras model.
+4. ONNX variants of the exported NeuMF (``export.optimize``): float ``model.onnx``
+   vs ``model.opt.onnx`` (onnxruntime graph optimisations, level all) vs
+   ``model.int8.onnx`` (dynamic INT8), each in an onnxruntime session with the
+   same fixed thread counts, at batch 1, batch 100 and all items of one user;
+   ratios against the float model, with each variant's parity report.
+   ``--only variants`` runs this part alone on an untrained NeuMF at the NCF
+   ML-1M sizes (6,040 users, 3,706 items; latency does not depend on the weights).
 
     python scripts/bench.py [--steps 1500] [--batch-size 256] [--threads 2]
     python scripts/bench.py --only gru4rec [--gru4rec-steps 600]
+    python scripts/bench.py --only variants
 """
 
 from __future__ import annotations
@@ -256,6 +264,125 @@ def gru4rec_bench(args):
             )
 
 
+ML1M_USERS, ML1M_ITEMS = 6040, 3706  # the NCF ML-1M split's sizes
+
+
+def onnx_variants_bench(path, nu, ni, args):
+    """Latency of the float, optimised and INT8 ONNX files of one NeuMF export,
+    each as a ratio against the float model measured in the same invocation."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from export.optimize import (
+        VARIANT_FILES,
+        optimize_onnx,
+        quantize_onnx,
+        session_options,
+    )
+    from tfrec.registry import model_info
+
+    info = model_info("neumf")
+    kw = {"num_users": nu, "num_items": ni}
+
+    def example_inputs(b, r):
+        return info.example_inputs(kw, b, r)
+
+    reports = {
+        variant: write(path, example_inputs=example_inputs, task="ranking",
+                       num_items=ni)
+        for variant, write in (
+            ("opt", lambda p, **k: optimize_onnx(p, "all", **k)),
+            ("int8", quantize_onnx),
+        )
+    }
+    print(
+        f"\nONNX variants of NeuMF ({nu:,} users, {ni:,} items); onnxruntime "
+        f"{ort.__version__}, intra_op_num_threads={args.threads}, "
+        "inter_op_num_threads=1, sequential execution; model.opt.onnx loads with "
+        "graph optimisations off (done when written)"
+    )
+    print(f"{'variant':<8}{'file':<18}{'KiB':>8}{'max|diff| vs float':>20}"
+          f"{'top-10 agreement':>18}  passed  details")
+    sessions = {"float": path / "model.onnx"}
+    for variant, r in reports.items():
+        worst = max(r[k]["max_abs_diff"] for k in r if k in ("golden", "fresh_5",
+                                                              "fresh_64"))
+        top = r["top10"]
+        detail = (f"level {r['level']}" if variant == "opt"
+                  else f"{r['weight_type']} {r['quantized_ops']}")
+        print(
+            f"{variant:<8}{r['file']:<18}{r['bytes'] / 1024:>8,.0f}{worst:>20.2e}"
+            f"{top['agreement']:>11.3f} ({top['users']}x{top['candidates']})"
+            f"  {str(r['passed']):<6}  {detail}"
+        )
+        if r["passed"]:
+            sessions[variant] = path / VARIANT_FILES[variant]
+    runs, starts = {}, {}
+    for k, f in sessions.items():
+        options = session_options(k) or ort.SessionOptions()  # opt: no re-optimising
+        options.intra_op_num_threads = args.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        took = []
+        for _ in range(5):
+            t = time.perf_counter()
+            runs[k] = ort.InferenceSession(
+                str(f), options, providers=["CPUExecutionProvider"]
+            )
+            took.append(time.perf_counter() - t)
+        starts[k] = statistics.median(took) * 1e6
+    rng = np.random.default_rng(0)
+    cases = {"batch 1": 1, "batch 100": 100, f"one user x all {ni} items": ni}
+    print(f"\nONNX variant latency (median microseconds per call, {args.reps} calls; "
+          "the three sessions interleaved per case)")
+    header = "".join(f"{k:>10}" for k in runs) + "".join(
+        f"{k + '/float':>12}" for k in runs if k != "float")
+    print(f"{'case':<28}{header}")
+    print(
+        f"{'session start (median of 5)':<28}"
+        + "".join(f"{starts[k]:>10,.0f}" for k in runs)
+        + "".join(f"{starts[k] / starts['float']:>11.2f}x" for k in runs if k != "float")
+    )
+    for name, b in cases.items():
+        feed = {
+            "user_id": rng.integers(0, nu, b).astype(np.int64),
+            "item_id": (np.arange(b) % ni).astype(np.int64),
+        }
+        if b == ni:
+            feed["user_id"] = np.full(b, 7, np.int64)
+        times = {k: [] for k in runs}
+        for _ in range(3):  # three interleaved rounds: machine noise hits all alike
+            for k, sess in runs.items():
+                times[k].append(latency(lambda f, s=sess: s.run(None, f), feed,
+                                        max(1, args.reps // 3)))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(
+            f"{name:<28}" + "".join(f"{med[k]:>10,.0f}" for k in runs)
+            + "".join(f"{med[k] / med['float']:>11.2f}x" for k in runs if k != "float")
+        )
+
+
+def variants_only(args):
+    """``--only variants``: an untrained NeuMF at ML-1M sizes, exported, then
+    `onnx_variants_bench`."""
+    import keras
+
+    from export import export_model
+    from tfrec.registry import create_model, model_info
+
+    keras.utils.set_random_seed(0)
+    nu, ni = ML1M_USERS, ML1M_ITEMS
+    info = model_info("neumf")
+    kw = {"num_users": nu, "num_items": ni}
+    model = create_model("neumf", **kw)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_model(
+            model, "neumf", base_dir=tmp,
+            example_inputs=lambda b, r: info.example_inputs(kw, b, r),
+        )
+        onnx_variants_bench(path, nu, ni, args)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=1500)
@@ -265,7 +392,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
         "--only",
-        choices=("all", "ncf", "gru4rec"),
+        choices=("all", "ncf", "gru4rec", "variants"),
         default="all",
         help="which benchmarks to run",
     )
@@ -280,6 +407,9 @@ def main(argv=None):
 
     if args.only == "gru4rec":
         gru4rec_bench(args)
+        return
+    if args.only == "variants":
+        variants_only(args)
         return
 
     from export import export_model
@@ -388,6 +518,7 @@ def main(argv=None):
                 f"{t_tf2 / t_ort:>8.1f}x"
             )
         tf1.close()
+        onnx_variants_bench(path, nu, ni, args)
     if args.only == "all":
         gru4rec_bench(args)
 

@@ -264,6 +264,7 @@ def cmd_export(args) -> int:
     paths = export_run(
         args.run, name=args.name, base_dir=args.base_dir, version=args.version,
         graphs=args.graph, keep=args.keep, web_demo=args.web_demo,
+        optimize=args.optimize, int8=args.int8,
     )
     import json
 
@@ -493,6 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--web-demo", action="store_true",
                    help="also write <version>/web/: the model in a browser page "
                    "(onnxruntime-web)")
+    x.add_argument("--optimize", action="store_true", help="also write model.opt.onnx "
+                   "(onnxruntime graph optimisations), parity-checked")
+    x.add_argument("--int8", action="store_true", help="also write model.int8.onnx "
+                   "(dynamic INT8 quantisation), parity- and top-10-checked")
 
     r = sub.add_parser("recommend", help="top-K items for a user, session or item")
     r.add_argument("--run", default=None)
