@@ -530,3 +530,29 @@ def check_request(manifest: Mapping, query: Mapping, k, exclude) -> tuple:
             f"Received: {sorted(set(bad.tolist()))[:10]}"
         )
     return query, np.asarray(k, np.int64), np.ascontiguousarray(exclude)
+
+
+def run_recommend(exported, query: Mapping, k, exclude=None) -> dict[str, np.ndarray]:
+    """`export.serving.ExportedModel.recommend`: validates the request, then runs
+    ``recommend.onnx`` (onnxruntime) or the ``recommend`` signature (TF1 loader,
+    as TF Serving runs it), whichever runtime ``exported`` uses."""
+    query, k, exclude = check_request(exported.manifest, query, k, exclude)
+    feed = {**query, "k": k, "exclude": exclude}
+    runner = getattr(exported, "_recommend_runner", None)
+    if runner is None:
+        if exported.runtime == "onnx":
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(
+                str(exported.path / ONNX_FILE), providers=["CPUExecutionProvider"]
+            )
+            names = [o.name for o in session.get_outputs()]
+
+            def runner(f):
+                return dict(zip(names, session.run(None, f), strict=True))
+        else:
+            from export.parity import Tf1SignatureRunner
+
+            runner = Tf1SignatureRunner(exported.path, signature=SIGNATURE)
+        exported._recommend_runner = runner
+    return runner(feed)
