@@ -55,8 +55,7 @@ import numpy as np
 SIGNATURE = "recommend"
 ONNX_FILE = "recommend.onnx"
 K_MEANING = (
-    "int64 scalar: items returned per row; the graph clamps it into [1, "
-    "catalogue_size]"
+    "int64 scalar: items returned per row; the graph clamps it into [1, catalogue_size]"
 )
 EXCLUDE_MEANING = (
     "int64 [batch, n]: item indices never returned for that row, padded with -1; "

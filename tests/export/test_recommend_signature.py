@@ -103,6 +103,11 @@ def query_of(name: str, manifest: dict, batch: int = 3) -> dict:
     return {n: np.asarray(ex[n]) for n in names}
 
 
+def ort_run(session, feed: dict) -> dict:
+    names = ["item_ids", "scores"]
+    return dict(zip(names, session.run(names, feed), strict=True))
+
+
 # ------------------------------------------------------------------ tests
 
 
@@ -115,7 +120,9 @@ def test_recommend_matches_keras_in_both_runtimes(name, zoo_exports):
     entry = manifest["recommend"]
     assert entry["available"] and entry["signature"] == "recommend"
     assert (path / entry["onnx"]).is_file()
-    assert entry["parity"]["onnx"]["passed"] and entry["parity"]["saved_model"]["passed"]
+    assert (
+        entry["parity"]["onnx"]["passed"] and entry["parity"]["saved_model"]["passed"]
+    )
     n = entry["catalogue_size"]
     tol = model_info(name).parity
     query = query_of(name, manifest)
@@ -174,19 +181,25 @@ def test_bad_requests_clear_errors_and_the_graph_clamps(zoo_exports):
     try:
         for k, excl, want_k in ((0, [[50, -7], [3, 1000]], 1), (-4, [[1], [2]], 1),
                                 (40, [[16, 99], [-1, -1]], 17)):  # fmt: skip
-            feed = {**q, "k": np.array(k, np.int64), "exclude": np.array(excl, np.int64)}
+            feed = {
+                **q,
+                "k": np.array(k, np.int64),
+                "exclude": np.array(excl, np.int64),
+            }
             tf_out = runner(feed)
-            ort_out = dict(zip(["item_ids", "scores"],
-                               session.run(["item_ids", "scores"], feed)))  # fmt: skip
+            ort_out = ort_run(session, feed)
             want = reference(scores, want_k, np.array(excl))
             for got in (tf_out, ort_out):
                 assert got["item_ids"].shape == (2, want_k)
                 assert_topk(got, want, 1e-5, 1e-5)
             np.testing.assert_array_equal(tf_out["item_ids"], ort_out["item_ids"])
         # k = N with one item excluded: the last slot is id -1, score -inf.
-        feed = {**q, "k": np.array(17, np.int64), "exclude": np.array([[4], [-1]], np.int64)}
-        for got in (runner(feed), dict(zip(["item_ids", "scores"],
-                                           session.run(["item_ids", "scores"], feed)))):
+        feed = {
+            **q,
+            "k": np.array(17, np.int64),
+            "exclude": np.array([[4], [-1]], np.int64),
+        }
+        for got in (runner(feed), ort_run(session, feed)):
             assert got["item_ids"][0, -1] == -1 and np.isneginf(got["scores"][0, -1])
             assert sorted(got["item_ids"][1]) == list(range(17))
     finally:
@@ -203,7 +216,10 @@ def test_recommend_through_tf_serving_loader(name, zoo_exports):
     query = query_of(name, manifest)
     scores = full_scores(name, model, query)
     tol = model_info(name).parity
-    for k, exclude in ((3, np.array([[0, 1], [-1, 2], [5, -1]])), (n - 3, np.zeros((3, 0), np.int64))):
+    for k, exclude in (
+        (3, np.array([[0, 1], [-1, 2], [5, -1]])),
+        (n - 3, np.zeros((3, 0), np.int64)),
+    ):
         feed = {**query, "k": np.int64(k), "exclude": exclude.astype(np.int64)}
         got = run_loader(path, feed, signature="recommend")
         assert assert_topk(got, reference(scores, k, exclude), tol.atol, tol.rtol) > 0
