@@ -433,6 +433,15 @@ def saver(model, name, model_config, catalogue, *, atol, rtol, opset, batches_fn
         )
         section.clear()
         section.update(describe(plan, report, atol, rtol))
+        query, k, _ = plan.requests(batches_fn()[:1], rng)[0]
+        section["rest_body"] = {  # TF Serving's columnar format (k is a scalar)
+            "signature_name": SIGNATURE,
+            "inputs": {
+                **{q: np.asarray(v)[:1].tolist() for q, v in query.items()},
+                "k": int(k),
+                "exclude": [[-1]],
+            },
+        }
         if not (report["saved_model"]["passed"] and report["onnx"]["passed"]):
             from export.artifact import ExportError
 

@@ -206,6 +206,19 @@ def test_bad_requests_clear_errors_and_the_graph_clamps(zoo_exports):
         runner.close()
 
 
+def test_onnx_topk_takes_k_from_the_request(zoo_exports):
+    import onnx
+
+    _, path = zoo_exports("neumf")
+    graph = onnx.load(str(path / "recommend.onnx")).graph
+    (topk,) = [n for n in graph.node if n.op_type == "TopK"]
+    constants = {i.name for i in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
+    assert topk.input[1] not in constants  # k is computed from the input "k"
+    assert sorted(i.name for i in graph.input) == ["exclude", "k", "user_id"]
+
+
 @pytest.mark.parametrize("name", ["neumf", "gru4rec"])
 def test_recommend_through_tf_serving_loader(name, zoo_exports):
     from export.tfserving import run_loader
@@ -223,6 +236,18 @@ def test_recommend_through_tf_serving_loader(name, zoo_exports):
         feed = {**query, "k": np.int64(k), "exclude": exclude.astype(np.int64)}
         got = run_loader(path, feed, signature="recommend")
         assert assert_topk(got, reference(scores, k, exclude), tol.atol, tol.rtol) > 0
+    # The manifest's REST body, decoded with the manifest's dtypes, through the
+    # loader equals the reference.
+    body = manifest["recommend"]["rest_body"]
+    assert body["signature_name"] == "recommend"
+    specs = {s["name"]: s["dtype"] for s in manifest["recommend"]["inputs"]}
+    feed = {key: np.asarray(v, specs[key]) for key, v in body["inputs"].items()}
+    got = run_loader(path, feed, signature="recommend")
+    query = {key: v for key, v in feed.items() if key not in ("k", "exclude")}
+    want = reference(
+        full_scores(name, model, query), body["inputs"]["k"], feed["exclude"]
+    )
+    assert_topk(got, want, tol.atol, tol.rtol)
 
 
 def test_gru4rec_step_client_loop_equals_whole_sequence(tmp_path):
