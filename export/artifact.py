@@ -192,6 +192,7 @@ def export_model(
     save, recommend_manifest = saver(  # serving_default (+ recommend, its ONNX)
         model, name, model_config, catalogue,
         atol=atol, rtol=rtol, opset=opset, batches_fn=make_batches,
+        extra_files=extra_files,
     )  # fmt: skip
     return write_version(
         name,

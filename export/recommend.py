@@ -54,6 +54,8 @@ import numpy as np
 
 SIGNATURE = "recommend"
 ONNX_FILE = "recommend.onnx"
+# A run's content of every item index (key "content", [N, ...]; tfrec.training.runner)
+RUN_CONTENT = "vocab/item_content.npz"
 K_MEANING = (
     "int64 scalar: items returned per row; the graph clamps it into [1, catalogue_size]"
 )
@@ -359,12 +361,16 @@ def plan_recommend(
     name: str,
     model_config: Mapping | None = None,
     catalogue: Mapping[str, Any] | None = None,
+    extra_files: Mapping[str, Any] | None = None,
 ) -> tuple[RecommendPlan | None, str]:
     """The recommend plan of an export, or ``(None, why not)``.
 
     The registry name is ``model_config["registry_name"]``, else ``name``;
     ``catalogue`` holds the item-side constants (``{input: [N, ...]}``) and/or
-    ``num_items``; without it, ``model_config["kwargs"]["num_items"]`` is used.
+    ``num_items``; without it, ``model_config["kwargs"]["num_items"]`` is used,
+    and a pairwise model's one item-side input comes from the run's
+    ``vocab/item_content.npz`` (``extra_files``, as ``tfrec export`` copies it)
+    when its shape fits.
     """
     from tfrec.registry import _REGISTRY, _ensure_loaded
 
@@ -380,6 +386,13 @@ def plan_recommend(
     catalogue = dict(catalogue or {})
     num_items = catalogue.pop("num_items", kwargs.get("num_items"))
     missing = [k for k in rule.item_features if k not in catalogue]
+    content = (extra_files or {}).get(RUN_CONTENT)
+    if len(missing) == 1 and content is not None and rule.rule == "pairwise":
+        with np.load(content) as arrays:  # a run's content of every item index
+            values = arrays["content"]
+        if tuple(values.shape[1:]) == tuple(model.input[missing[0]].shape[1:]):
+            catalogue[missing[0]] = values.astype(_dtype(model.input[missing[0]]))
+            missing = []
     if missing:
         return None, (
             f"the item-side inputs {missing} of every item were not given "
@@ -413,12 +426,15 @@ def example_catalogue(name: str, kwargs: Mapping, seed: int = 0) -> dict:
     return out
 
 
-def saver(model, name, model_config, catalogue, *, atol, rtol, opset, batches_fn):
+def saver(
+    model, name, model_config, catalogue, *, atol, rtol, opset, batches_fn,
+    extra_files=None,
+):  # fmt: skip
     """``(save, manifest_section)`` for `export.artifact.export_model`: ``save``
     writes the SavedModel (with ``recommend`` where the model has a plan),
     converts ``recommend.onnx`` and checks its parity (raising on failure);
     ``manifest_section()`` is the manifest's ``recommend`` entry."""
-    plan, why = plan_recommend(model, name, model_config, catalogue)
+    plan, why = plan_recommend(model, name, model_config, catalogue, extra_files)
     section: dict = {"available": False, "reason": why}
 
     def save(path: Path) -> None:

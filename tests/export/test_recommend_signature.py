@@ -206,6 +206,35 @@ def test_bad_requests_clear_errors_and_the_graph_clamps(zoo_exports):
         runner.close()
 
 
+def test_item_side_constants_from_the_run_vocab_or_a_reason(tmp_path):
+    """``tfrec export`` copies a run's vocab/item_content.npz: VBPR's recommend
+    takes its item features from it; without them the manifest says why."""
+    from export import export_model
+    from export.serving import ExportedModel
+
+    info = model_info("vbpr")
+    model = info.builder(**info.test_kwargs)
+    features = np.random.default_rng(5).normal(size=(17, 6)).astype(np.float32)
+    np.savez(tmp_path / "content.npz", content=features)
+    common = dict(base_dir=tmp_path, example_inputs=lambda b, r: info.example_inputs(
+        info.test_kwargs, b, r), model_config={"registry_name": "vbpr",
+        "kwargs": info.test_kwargs})  # fmt: skip
+    path = export_model(model, "vbpr", **common,
+                        extra_files={"vocab/item_content.npz": tmp_path / "content.npz"})  # fmt: skip
+    q = {"user_id": np.array([2, 9], np.int64)}
+    got = ExportedModel(path).recommend(q, 6, [[1, 2], [-1, 16]])
+    feed = {"user_id": np.repeat(q["user_id"], 17), "item_features": np.tile(features, (2, 1)),
+            "item_id": np.tile(np.arange(17), 2)}  # fmt: skip
+    scores = np.asarray(model(feed, training=False)["score"]).reshape(2, 17)
+    assert_topk(got, reference(scores, 6, np.array([[1, 2], [-1, 16]])), 1e-5, 1e-5)
+    bare = export_model(model, "vbpr", **common)
+    entry = json.loads((bare / "manifest.json").read_text())["recommend"]
+    assert not entry["available"] and "item_features" in entry["reason"]
+    assert not (bare / "recommend.onnx").exists()
+    with pytest.raises(ValueError, match="no `recommend` signature"):
+        ExportedModel(bare).recommend(q, 3)
+
+
 def test_onnx_topk_takes_k_from_the_request(zoo_exports):
     import onnx
 
