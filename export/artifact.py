@@ -435,6 +435,7 @@ def export_model(
     seed: int = 0,
     input_notes: Mapping[str, str] | None = None,
     oov_policy: str | None = None,
+    catalogue: Mapping[str, Any] | None = None,
 ) -> Path:
     """Exports ``model`` to ``<base_dir>/<name>/<version>/`` and verifies parity.
 
@@ -459,6 +460,8 @@ def export_model(
             ``vocab/items.tsv``), recorded in each manifest input's ``meaning``.
         oov_policy: what unknown ids or strings do in this model (default: the
             all-zero embedding of `tfrec.layers.IdEmbedding`).
+        catalogue: item-side inputs of every item (``{input: [N, ...]}``) and/or
+            ``num_items``, for the ``recommend`` signature (`export.recommend`).
 
     Returns:
         The path of the new version folder.
@@ -482,13 +485,19 @@ def export_model(
             batches.append(oov)
         return batches
 
+    from export.recommend import saver
+
+    save, recommend_manifest = saver(  # serving_default (+ recommend, its ONNX)
+        model, name, model_config, catalogue,
+        atol=atol, rtol=rtol, opset=opset, batches_fn=make_batches,
+        extra_files=extra_files,
+    )  # fmt: skip
     return write_version(
         name,
         base_dir=base_dir,
         version=version,
-        save=lambda path: model.export(
-            str(path), format="tf_saved_model", verbose=False
-        ),
+        save=save,
+        extra_manifest=recommend_manifest,
         reference=model,
         reference_name=model.name,
         ins=ins,
@@ -528,6 +537,7 @@ def write_version(
     extra_files: Mapping[str, str | os.PathLike] | None,
     opset: int,
     oov_policy: str,
+    extra_manifest: Callable[[], dict] | None = None,
 ) -> Path:
     """The versioned, atomic, parity-checked artifact writer behind every export.
 
@@ -601,6 +611,7 @@ def write_version(
             + [MANIFEST],
             "parity": report,
             "golden": golden,
+            **(extra_manifest() if extra_manifest else {}),
         }
         atomic_write_json(tmp / MANIFEST, manifest)
         if not (report["onnx"]["passed"] and report["saved_model"]["passed"]):

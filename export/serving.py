@@ -146,6 +146,17 @@ class ExportedModel:
             )
         return self._runner(feed)
 
+    def recommend(
+        self, query: Mapping[str, np.ndarray], k: int, exclude=None
+    ) -> dict[str, np.ndarray]:
+        """Top-``k`` items per query row, ``exclude`` (ids, or ``[batch, n]``
+        padded with -1) left out: ``{"item_ids", "scores"}`` (`export.recommend`).
+        Raises ``ValueError`` for ``k`` outside ``[1, catalogue size]`` or an
+        exclusion id outside the catalogue."""
+        from export.recommend import run_recommend
+
+        return run_recommend(self, query, k, exclude)
+
 
 def _as_spec_dtype(name: str, value, dtype: str) -> np.ndarray:
     """``value`` converted to the spec's dtype, or a TypeError/ValueError naming

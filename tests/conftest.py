@@ -56,6 +56,7 @@ class ZooExports:
     def __call__(self, name: str):
         if name not in self._done:
             from export import export_model
+            from export.recommend import example_catalogue
             from tfrec.registry import model_info
 
             info = model_info(name)
@@ -68,6 +69,7 @@ class ZooExports:
                 atol=info.parity.atol,
                 rtol=info.parity.rtol,
                 tolerance_reason=info.parity.reason,
+                catalogue=example_catalogue(name, info.test_kwargs),
             )
             self._done[name] = (model, path)
         return self._done[name]

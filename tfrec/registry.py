@@ -42,6 +42,13 @@ class ModelInfo:
     parity: Tolerance = Tolerance(1e-5, 1e-5, "float32 embedding/MLP arithmetic")
     paper: str = ""
 
+    def catalogue(self, kwargs: dict | None = None) -> Catalogue | None:
+        """How this model scores a whole catalogue (its ``recommend`` signature,
+        `export.recommend`), or None where ranking a catalogue makes no sense
+        (see :data:`CATALOGUE_SCORING`)."""
+        rule = CATALOGUE_SCORING.get(self.name)
+        return rule(dict(kwargs or {})) if callable(rule) else rule
+
     @property
     def recipe(self):
         """The family's training recipe (`tfrec.recipes.base.Recipe`)."""
@@ -52,6 +59,84 @@ class ModelInfo:
     def summary(self) -> str:
         return f"{self.name:<16} {self.task:<10} {self.paper}"
 
+
+@dataclass(frozen=True)
+class Catalogue:
+    """How a model scores every item of its catalogue (`export.recommend`).
+
+    Rules:
+
+    * ``pairwise``: the model scores (query, item) pairs; each query row is tiled
+      against every item: ``item_input`` takes the item index ``0..N-1`` and the
+      ``item_features`` inputs take rows of constants the export holds
+      (``[N, ...]``); ``scores`` is the model's per-pair output.
+    * ``vector``: the model's output ``scores`` is already ``[batch, N]``.
+    * ``columns``: the model maps an item's vector (the constant ``item_features``
+      row) to a vector over users (I-AutoRec); the query is a ``user_id`` and its
+      scores are that user's column of the reconstruction.
+    * ``embedding``: the layer ``table`` holds item embeddings ``[N, d]``; the
+      query item's cosine to every item, the item itself excluded.
+
+    ``never``: item indices never recommended (GRU4Rec's padding index 0).
+    ``passthrough``: outputs returned beside ``item_ids``/``scores`` (the new
+    GRU state of ``gru4rec_step``).
+    """
+
+    rule: str
+    scores: str = "score"
+    item_input: str | None = None
+    item_features: tuple[str, ...] = ()
+    table: str | None = None
+    never: tuple[int, ...] = ()
+    passthrough: tuple[str, ...] = ()
+
+
+def _autorec_catalogue(kwargs: dict) -> Catalogue:
+    # I-AutoRec (default) reconstructs one item's vector over users; U-AutoRec
+    # reconstructs one user's vector over items.
+    if kwargs.get("variant", "item") == "user":
+        return Catalogue("vector", scores="reconstruction")
+    return Catalogue("columns", scores="reconstruction", item_features=("ratings",))
+
+
+_PAIR = Catalogue("pairwise", item_input="item_id")
+_HYBRID = Catalogue("pairwise", item_input="item_id", item_features=("item_content",))
+_SESSION = Catalogue("vector", scores="scores", never=(0,))
+
+# The one table of catalogue scoring rules (a model missing here has no
+# ``recommend`` signature; the reasons are in export/recommend.py).
+CATALOGUE_SCORING: dict[str, Catalogue | Callable[[dict], Catalogue]] = {
+    "gmf": _PAIR,
+    "mf": _PAIR,
+    "ncf_mlp": _PAIR,
+    "neumf": _PAIR,
+    "bpr_mf": _PAIR,
+    "youtube_candidate": _PAIR,
+    "vbpr": Catalogue(
+        "pairwise", item_input="item_id", item_features=("item_features",)
+    ),
+    "cbf_profile": Catalogue("pairwise", item_features=("item_content",)),
+    "content_cnn_ranker": Catalogue("pairwise", item_features=("content",)),
+    "mv_dnn": Catalogue(
+        "pairwise", item_features=("item_genres", "item_title_tokens", "item_era")
+    ),
+    **{
+        f"hybrid_{v}": _HYBRID
+        for v in (
+            "initialized", "joint", "mapping", "regularized", "switching", "weighted"
+        )
+    },  # fmt: skip
+    "autorec": _autorec_catalogue,
+    "autoencoder": _autorec_catalogue,
+    "cdae": Catalogue("vector", scores="scores"),
+    "gru4rec": _SESSION,
+    "gru4rec_topk": _SESSION,
+    "gru4rec_step": Catalogue(
+        "vector", scores="scores", never=(0,), passthrough=("new_hidden_state",)
+    ),
+    "item2vec": Catalogue("embedding", table="item_embedding"),
+    "item2vec_similar": Catalogue("embedding", table="similar_items"),
+}
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
