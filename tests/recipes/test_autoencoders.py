@@ -127,7 +127,11 @@ def test_config_errors_name_the_key():
         cdae.make_config("cdae", preset="autorec_ml1m")
     config, kwargs = cdae.make_config("cdae", preset="cdae_recbole")
     assert (config.epochs, config.learning_rate, kwargs["embedding_dim"]) == (100, 0.002, 64)
-    assert "TEST split" in cdae.preset("cdae_recbole").source
+    assert config.early_stopping == 10
+    source = cdae.preset("cdae_recbole").source
+    assert "chosen on validation" in source and "TEST" not in source
+    # Settings still carrying an old test-set choice say so.
+    assert "TEST split" in autorec.preset("autorec_deep_ml1m").source
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():
