@@ -58,7 +58,7 @@ def test_every_graph_has_a_row_with_every_check_filled_and_passed(result):
         assert f"| {r['model']}" in table and f" {r['graph']} " in table
     # The browser check runs exactly where the web demo can drive the graph.
     with_page = {r["graph"] for r in rows if r["browser"] is not None}
-    assert with_page == {"mf", "gru4rec"}
+    assert with_page == {"mf", "gru4rec", "gru4rec_topk"}
     for r in rows:
         if r["browser"] is not None:
             assert r["browser"]["passed"] and r["browser"]["max_abs_diff"] <= 1e-5
