@@ -171,7 +171,8 @@ def export_all_main(args) -> int:
         raise SystemExit("tfrec export: error: give a run directory, or --all")
     from export.zoo import export_all
 
-    rows = export_all(args.base_dir, runs=args.runs, browser=not args.no_browser)
+    runs = [*([args.run] if args.run else []), *(args.runs or [])] or None
+    rows = export_all(args.base_dir, runs=runs, browser=not args.no_browser)
     return 0 if rows and all(r["passed"] for r in rows) else 1
 
 

@@ -7,6 +7,7 @@
     tfrec select MODEL --grid KEY=V1,V2 [...]   settings chosen on validation only
     tfrec evaluate RUN_DIR             the test metrics of a finished run
     tfrec export RUN_DIR               every serving graph: SavedModel + ONNX + parity
+    tfrec export --all [--runs DIR...] [--no-browser]   the zoo, checked in 5 runtimes
     tfrec recommend --run DIR (--user ID | --session ID,ID,... | --item ID)
     tfrec recommend --artifact DIR --user ID
     tfrec recommend --pipeline youtube --artifact DIR --user ID

@@ -125,10 +125,12 @@ def test_export_needs_a_run_or_all():
         main(["export"])
 
 
-@pytest.mark.slow
 def test_the_whole_zoo_exports_and_passes_every_check(tmp_path):
-    """All registered models, trained at their test sizes, every graph checked in
-    every runtime (measured: see the report in export.zoo's docstring)."""
+    """``tfrec export --all``: every registered model trained at its test sizes,
+    all 29 graphs checked in every runtime, the browser included. Measured on the
+    2-core CI machine while other jobs ran (load 7-12): 3 min 40 s wall without
+    the browser, 88 s of CPU; 7 min 13 s with it (under a concurrent pytest run),
+    104 s of CPU. About 1.5-2 min on a quiet machine, so it is in the default run."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     started = time.perf_counter()
     proc = subprocess.run(
@@ -139,5 +141,6 @@ def test_the_whole_zoo_exports_and_passes_every_check(tmp_path):
     print(f"tfrec export --all: {time.perf_counter() - started:.0f} s\n{proc.stdout}")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     rows = json.loads((tmp_path / zoo.RESULTS).read_text())["rows"]
-    assert {r["registry_name"] for r in rows} >= set(tfrec.list_models())
+    assert {r["registry_name"] for r in rows} == set(tfrec.list_models())
+    assert len(rows) == len(tfrec.list_models())
     assert all(r["passed"] for r in rows)
