@@ -173,6 +173,17 @@ def _web_demo_graph(serving: dict, main: str) -> str:
     )
 
 
+def export_all_main(args) -> int:
+    """``tfrec export --all``: `export.zoo.export_all`, exit 1 if any row fails."""
+    if not args.all:
+        raise SystemExit("tfrec export: error: give a run directory, or --all")
+    from export.zoo import export_all
+
+    runs = [*([args.run] if args.run else []), *(args.runs or [])] or None
+    rows = export_all(args.base_dir, runs=runs, browser=not args.no_browser)
+    return 0 if rows and all(r["passed"] for r in rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tfrec-export", description=__doc__)
     parser.add_argument("run", help="a finished tfrec run directory")

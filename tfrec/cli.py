@@ -7,6 +7,7 @@
     tfrec select MODEL --grid KEY=V1,V2 [...]   settings chosen on validation only
     tfrec evaluate RUN_DIR             the test metrics of a finished run
     tfrec export RUN_DIR               every serving graph: SavedModel + ONNX + parity
+    tfrec export --all [--runs DIR...] [--no-browser]   the zoo, checked in 5 runtimes
     tfrec recommend --run DIR (--user ID | --session ID,ID,... | --item ID)
     tfrec recommend --artifact DIR --user ID
     tfrec recommend --pipeline youtube --artifact DIR --user ID
@@ -261,6 +262,10 @@ def cmd_export(args) -> int:
     from tfrec.console import quiet
 
     quiet()
+    if args.all or args.run is None:
+        from export.cli import export_all_main
+
+        return export_all_main(args)
     paths = export_run(
         args.run, name=args.name, base_dir=args.base_dir, version=args.version,
         graphs=args.graph, keep=args.keep, web_demo=args.web_demo,
@@ -483,7 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser(
         "export", help="export every serving graph of a run (SavedModel + ONNX, parity)"
     )
-    x.add_argument("run")
+    x.add_argument("run", nargs="?", default=None, help="a run (or --all)")
+    x.add_argument("--all", action="store_true", help="train every model briefly, "
+                   "export and check everything (export.zoo); exit 1 if any fails")
+    x.add_argument("--runs", nargs="+", default=None, help="with --all: these runs")
+    x.add_argument("--no-browser", action="store_true", help="with --all: no pages")
     x.add_argument("--name", default=None)
     x.add_argument("--base-dir", default="saved_models")
     x.add_argument("--version", type=int, default=None)
