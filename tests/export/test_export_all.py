@@ -125,6 +125,7 @@ def test_export_needs_a_run_or_all():
         main(["export"])
 
 
+@pytest.mark.slow  # ~3 min: the default run's zoo tests already train and export every model
 def test_the_whole_zoo_exports_and_passes_every_check(tmp_path):
     """``tfrec export --all``: every registered model trained at its test sizes,
     all 29 graphs checked in every runtime, the browser included. Measured on the
