@@ -405,6 +405,12 @@ def _digest(path: pathlib.Path, algo: str) -> str:
     return _DIGESTS[key]
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of any file, through the same per-process cache as the catalogue
+    checks (run fingerprints use it too)."""
+    return _digest(pathlib.Path(path), "sha256")
+
+
 def _expected_digest(name: str, rel: str) -> tuple[str, str] | None:
     """(algorithm, hex) the catalogue records for file `rel` of data set `name`."""
     spec = DATASETS.get(name)

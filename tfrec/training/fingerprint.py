@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from tfrec.data.datasets import file_sha256
 from tfrec.io import jsonable
 
 DEFINITION_KEYS = ("model", "recipe", "preset", "config", "model_kwargs", "source")
@@ -21,23 +21,6 @@ DEFINITION_KEYS = ("model", "recipe", "preset", "config", "model_kwargs", "sourc
 
 class DataChangedError(ValueError):
     """The data a run was trained on is no longer the data on disk."""
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file, cached per (path, size, mtime) within the process."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
 
 
 def source_entries(source) -> list[dict]:
@@ -59,18 +42,22 @@ def source_entries(source) -> list[dict]:
 
 
 def _entry(path: Path) -> tuple[str, str, int]:
-    return str(path.resolve()), file_digest(path), path.stat().st_size
+    return str(path.resolve()), file_sha256(path), path.stat().st_size
 
 
-def data_fingerprint(source, recipe, loaded) -> dict:
-    """What the run was trained on: files (path, sha256, size) and sizes."""
+def _sizes(recipe, loaded) -> dict:
+    """The users, items and rows the recipe saw (``describe`` holds the rows)."""
     vocab = recipe.vocab(loaded)
     return {
-        "files": source_entries(source),
         "describe": recipe.describe(loaded),
         "num_users": len(vocab.users) if vocab.users is not None else None,
         "num_items": len(vocab.items) if vocab.items is not None else None,
     }
+
+
+def data_fingerprint(source, recipe, loaded) -> dict:
+    """What the run was trained on: files (path, sha256, size) and sizes."""
+    return {"files": source_entries(source), **_sizes(recipe, loaded)}
 
 
 def definition_fingerprint(record: dict) -> str:
@@ -97,11 +84,11 @@ def check_data_files(record: dict, run_dir, *, require: bool) -> None:
                 )
             continue
         size = path.stat().st_size
-        if size != entry["size"] or file_digest(path) != entry["sha256"]:
+        if size != entry["size"] or file_sha256(path) != entry["sha256"]:
             raise DataChangedError(
                 f"{path} changed since {run_dir} was trained on it (sha256 "
                 f"{entry['sha256'][:12]}…, {entry['size']} bytes; now "
-                f"{file_digest(path)[:12]}…, {size} bytes). Restore the file, or "
+                f"{file_sha256(path)[:12]}…, {size} bytes). Restore the file, or "
                 "train a new run on the new data."
             )
 
@@ -111,13 +98,7 @@ def check_loaded(record: dict, run_dir, recipe, loaded) -> None:
     before = record.get("data")
     if not before:
         return
-    now = {
-        "describe": recipe.describe(loaded),
-        "num_users": None, "num_items": None,
-    }
-    vocab = recipe.vocab(loaded)
-    now["num_users"] = len(vocab.users) if vocab.users is not None else None
-    now["num_items"] = len(vocab.items) if vocab.items is not None else None
+    now = _sizes(recipe, loaded)
     for key in ("num_users", "num_items", "describe"):
         if before.get(key) != now[key]:
             raise DataChangedError(
