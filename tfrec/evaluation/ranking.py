@@ -41,7 +41,12 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from tfrec.evaluation.metrics import METRIC_NAMES, _check_ks, ranking_metric_rows
+from tfrec.evaluation.metrics import (
+    _BLOCK_ELEMENTS,
+    METRIC_NAMES,
+    _check_ks,
+    _per_row_metrics,
+)
 
 __all__ = ["SEEN_RELEVANT", "csr_rows", "full_ranking", "top_k"]
 
@@ -102,6 +107,105 @@ def _mask(csr: Csr, lo: int, hi: int, num_items: int) -> np.ndarray:
     rows = np.repeat(np.arange(hi - lo), np.diff(indptr[lo : hi + 1]))
     out[rows, indices[indptr[lo] : indptr[hi]]] = True
     return out
+
+
+def _entries(csr: Csr, lo: int, hi: int, num_items: int) -> np.ndarray:
+    """Sorted unique ``row * num_items + item`` keys of CSR rows ``lo..hi``
+    (rows counted from ``lo``); a repeated id counts once, as in a mask."""
+    indptr, indices = csr
+    rows = np.repeat(np.arange(hi - lo, dtype=np.int64), np.diff(indptr[lo : hi + 1]))
+    return np.unique(rows * num_items + indices[indptr[lo] : indptr[hi]])
+
+
+def _chunk_ranks(
+    chunk: np.ndarray, rel: Csr, seen: Csr | None, lo: int, hi: int, seen_relevant: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pessimistic 0-based ranks of the relevant items of rows ``lo..hi``.
+
+    The numbers of `tfrec.evaluation.metrics.ranks_of_relevant` on the chunk
+    with its exclusions applied, computed without a dense copy or mask of the
+    chunk: a relevant item's rank counts the row's scores ``>=`` its own in one
+    comparison against the raw row, minus the excluded items and the relevant
+    items among them (a few per row), plus the relevant-vs-relevant terms.
+
+    Returns:
+        ``ranks`` ``[rows with a relevant item, max relevant per row]`` (-1
+        pads) and ``n_rel`` (relevant items of each of those rows).
+    """
+    b, m = chunk.shape
+    if not np.issubdtype(chunk.dtype, np.floating):
+        chunk = chunk.astype(np.float64)
+    if np.isnan(chunk).any():
+        bad_rows = np.unique(np.nonzero(np.isnan(chunk))[0])
+        raise ValueError(
+            "scores contain NaN (rows "
+            f"{bad_rows[:10].tolist()}{'...' if bad_rows.size > 10 else ''}); "
+            "check the model output."
+        )
+    rel_keys = _entries(rel, lo, hi, m)
+    r, c = np.divmod(rel_keys, m)
+    own = chunk[r, c].astype(np.float64)
+    seen_keys = np.zeros(0, np.int64)
+    if seen is not None:
+        seen_keys = _entries(seen, lo, hi, m)
+        both = np.isin(rel_keys, seen_keys, assume_unique=True)
+        if seen_relevant == "raise" and both.any():
+            raise ValueError("A held-out item also occurs in its training history.")
+        if seen_relevant == "last":
+            own[both] = -np.inf
+        seen_keys = seen_keys[~np.isin(seen_keys, rel_keys, assume_unique=True)]
+    if seen_relevant == "last":
+        # Below every candidate that has a score (pessimistic ties).
+        own[np.isneginf(own)] = np.finfo(np.float64).min
+    elif np.isneginf(own).any():
+        rows = np.unique(r[np.isneginf(own)]) + lo
+        raise ValueError(
+            "A relevant candidate has score -inf (the marker for excluded "
+            f"candidates) in rows {rows[:10].tolist()}. Relevant items must "
+            "never be excluded."
+        )
+    # Compare in the chunk's dtype where that is exact: a float32 value cast up
+    # and back is itself, and float64's lowest finite value stands for "below
+    # every finite score", which float32's lowest finite value also is.
+    probe = own
+    if chunk.dtype == np.float32:
+        probe = np.where(
+            own == np.finfo(np.float64).min, np.finfo(np.float32).min, own
+        ).astype(np.float32)
+    ge = np.empty(r.size, np.int64)
+    block = max(1, _BLOCK_ELEMENTS // max(m, 1))
+    one_per_row = r.size == b and np.array_equal(r, np.arange(b))
+    for s in range(0, r.size, block):
+        rows = chunk[s : s + block] if one_per_row else chunk[r[s : s + block]]
+        ge[s : s + block] = np.count_nonzero(rows >= probe[s : s + block, None], 1)
+    # Excluded (non-relevant seen) items never rank above anything: take the
+    # ones of each relevant item's row that the raw count included back out.
+    if seen_keys.size:
+        sr, sc = np.divmod(seen_keys, m)
+        first = np.searchsorted(sr, r, "left")
+        count = np.searchsorted(sr, r, "right") - first
+        entry = np.repeat(np.arange(r.size), count)
+        pos = np.arange(entry.size) - np.repeat(np.cumsum(count) - count, count)
+        pos += first[entry]
+        hit = chunk[sr[pos], sc[pos]] >= probe[entry]
+        ge -= np.bincount(entry[hit], minlength=r.size)
+    # Relevant items of the same row: out of the >= count, then > plus earlier ties.
+    start = np.searchsorted(r, r, "left")
+    stop = np.searchsorted(r, r, "right")
+    width = int((stop - start).max()) if r.size else 0
+    raw_own = chunk[r, c]
+    for d in range(width):
+        j = start + d
+        ok = j < stop
+        jj = np.where(ok, j, 0)
+        ge -= ok & (raw_own[jj] >= probe)
+        ge += ok & ((own[jj] > own) | ((own[jj] == own) & (c[jj] < c)))
+    # [rows with a relevant item, width] with -1 pads, rows in order.
+    rows_with, n_rel = np.unique(r, return_counts=True)
+    ranks = np.full((rows_with.size, max(width, 1)), -1, np.int64)
+    slot = np.arange(r.size) - start
+    ranks[np.searchsorted(rows_with, r), slot] = ge
+    return ranks, n_rel
 
 
 def full_ranking(
@@ -181,20 +285,8 @@ def full_ranking(
                 f"`scores` rows {lo}..{hi} must have shape {(hi - lo, num_items)}. "
                 f"Received {chunk.shape}."
             )
-        chunk = np.array(chunk, np.float64)  # a copy: exclusions go in place
-        is_rel = _mask(rel, lo, hi, num_items)
-        if seen is not None:
-            is_seen = _mask(seen, lo, hi, num_items)
-            both = is_seen & is_rel
-            if seen_relevant == "raise" and both.any():
-                raise ValueError("A held-out item also occurs in its training history.")
-            chunk[is_seen & ~is_rel] = -np.inf
-            if seen_relevant == "last":
-                chunk[both] = -np.inf
-        if seen_relevant == "last":
-            # Below every candidate that has a score (pessimistic ties).
-            chunk[is_rel & np.isneginf(chunk)] = np.finfo(np.float64).min
-        for key, value in ranking_metric_rows(chunk, is_rel, ks).items():
+        ranks, n_rel = _chunk_ranks(chunk, rel, seen, lo, hi, seen_relevant)
+        for key, value in _per_row_metrics(ranks, n_rel, ks).items():
             parts.setdefault(key, []).append(value)
     values = {key: np.concatenate(v) for key, v in parts.items()}
     count = next(iter(values.values())).size if values else 0
