@@ -1,527 +1,351 @@
-"""Benchmarks: training throughput and serving latency, each against a baseline
-measured in the same run (absolute seconds on a shared 2-core machine mean little).
+"""`make bench`: run the benchmark sections, write ``bench.json``, print one table.
 
-1. Training throughput (examples/s) of NeuMF (factors 8) on the NCF ML-1M data:
-   tfrec's pipeline (fresh negatives per epoch through ``tf.data``) and model, vs a
-   plain Keras NeuMF (``keras.layers.Embedding``, no OOV guard) fed by ``fit`` from
-   the same in-memory arrays.
-2. Inference latency of the exported NeuMF: onnxruntime vs the TF SavedModel
-   signature (TF2 ``tf.saved_model.load``, and the TF1 session path TF Serving
-   uses), at batch 1, batch 100, and all 3,706 items of one user.
-3. GRU4Rec (``--only gru4rec``) on the YooChoose sample with the official RSC15
-   settings (100 units, batch 32, 2,048 shared negatives, XE + logQ): training
-   events/s of tfrec's session-parallel trainer vs a plain Keras next-click
-   model (Embedding -> one GRU step without carried state -> full softmax over
-   all items, Adagrad, ``fit`` on the same click pairs); and step-wise serving
-   latency at batch 1 (one click + state -> scores over all items + new state):
-   onnxruntime vs the TF2 SavedModel signature vs calling the Keras model.
-4. ONNX variants of the exported NeuMF (``export.optimize``): float ``model.onnx``
-   vs ``model.opt.onnx`` (onnxruntime graph optimisations, level all) vs
-   ``model.int8.onnx`` (dynamic INT8), each in an onnxruntime session with the
-   same fixed thread counts, at batch 1, batch 100 and all items of one user;
-   ratios against the float model, with each variant's parity report.
-   ``--only variants`` runs this part alone on an untrained NeuMF at the NCF
-   ML-1M sizes (6,040 users, 3,706 items; latency does not depend on the weights).
+Every section is a plug-in: for a section ``NAME`` the driver imports
+``scripts/bench_NAME.py`` and calls its ``run(quick: bool, threads: int) -> dict``
+(a ``smoke`` keyword, where ``run`` takes one, asks for tiny sizes: the driver's
+own test). Each section runs in a fresh Python process (``--section``), so one
+section's threads, memory and TensorFlow state never touch another's, its peak
+resident memory is its own, and a crash is reported, not fatal. A missing plug-in
+is reported as "not run".
 
-    python scripts/bench.py [--steps 1500] [--batch-size 256] [--threads 2]
-    python scripts/bench.py --only gru4rec [--gru4rec-steps 600]
-    python scripts/bench.py --only variants
+What a section returns lands in ``bench.json`` under its name (``{"neumf":
+{...}}``); a returned dict holding its own name as a key (``{"scaling": [...]}``)
+or dotted keys (``"neumf.examples_per_s_ratio"``) is merged at the top level
+instead, so a section can write any of the keys other tools read:
+
+    neumf.examples_per_s_ratio, neumf.time_to_hr_ratio, gru4rec.events_per_s_ratio,
+    evaluation.full_ranking_ml1m_s, evaluation.sampled_ncf_s,
+    serving.all_items_ort_speedup, scaling (a list of {interactions,
+    examples_per_s, epoch_s, peak_rss_mb})
+
+Figures are ratios against a baseline measured in the same invocation where the
+goal is a ratio (the machine is shared; absolute seconds mean little), absolute
+seconds where the goal is a time budget.
+
+    python scripts/bench.py                    # make bench: full sizes
+    python scripts/bench.py --quick            # make bench-quick: about two minutes
+    python scripts/bench.py --sections evaluation serving --out /tmp/b.json
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.util
+import inspect
+import json
 import os
-import statistics
+import platform
+import shlex
+import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+
+# Default order: the cheap, always-present ones first.
+SECTIONS = ("evaluation", "serving", "variants", "neumf", "gru4rec", "scaling")
+
+# (key, goal text, target, direction): "min" = at least target, "max" = at most.
+GOALS = (
+    ("neumf.examples_per_s_ratio", "NeuMF-8 examples/s vs plain Keras", 3.0, "min"),
+    ("neumf.time_to_hr_ratio", "NeuMF-8 time to HR@10>=0.68, Keras/tfrec", 3.0, "min"),
+    ("gru4rec.events_per_s_ratio", "GRU4Rec events/s vs plain Keras GRU", 2.5, "min"),
+    ("evaluation.full_ranking_ml1m_s", "full ranking ML-1M, NeuMF (s)", 3.0, "max"),
+    ("evaluation.full_ranking_ml1m_mf_s", "full ranking ML-1M, MF (s)", 3.0, "max"),
+    ("evaluation.sampled_ncf_s", "sampled NCF protocol, NeuMF (s)", 1.0, "max"),
+    ("serving.all_items_ort_speedup", "recommend all items: TF / ORT", 5.0, "min"),
+    ("scaling_time_per_interaction", "scaling: s/interaction, top/bottom", 1.5, "max"),
+)
+
+PACKAGES = ("tensorflow", "keras", "onnxruntime", "tf2onnx", "onnx", "numpy")
 
 
-def plain_keras_neumf(num_users, num_items, f=8):
-    import keras
-
-    u = keras.Input(shape=(), dtype="int64", name="user_id")
-    i = keras.Input(shape=(), dtype="int64", name="item_id")
-    gu = keras.layers.Embedding(num_users, f)(u)
-    gi = keras.layers.Embedding(num_items, f)(i)
-    mu = keras.layers.Embedding(num_users, 4 * f)(u)
-    mi = keras.layers.Embedding(num_items, 4 * f)(i)
-    x = keras.layers.Concatenate()([mu, mi])
-    for width in (4 * f, 2 * f, f):
-        x = keras.layers.Dense(width, activation="relu")(x)
-    fused = keras.layers.Concatenate()([keras.layers.Multiply()([gu, gi]), x])
-    out = keras.layers.Reshape(())(keras.layers.Dense(1, activation="sigmoid")(fused))
-    return keras.Model({"user_id": u, "item_id": i}, {"score": out})
+def atomic_write_json(path, payload) -> None:
+    """`tfrec.io.atomic_write_json`, loaded from its file: importing the package
+    would import TensorFlow into the driver (seconds, and memory) for nothing."""
+    spec = importlib.util.spec_from_file_location("_tfrec_io", ROOT / "tfrec/io.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.atomic_write_json(path, payload)
 
 
-WARM_STEPS = 50
-SPE = 16  # GRU4Rec: steps per execution, the same for the trainer and baseline
+def plugin_path(name: str) -> Path:
+    return HERE / f"bench_{name}.py"
 
 
-def throughput(model, fit_kwargs, steps, batch_size):
-    """Examples/s over the steps after the first WARM_STEPS (tracing excluded)."""
-    import keras
-
-    marks = {}
-
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if batch == WARM_STEPS - 1:
-                marks["start"] = time.perf_counter()
-
-        def on_train_end(self, logs=None):
-            marks["end"] = time.perf_counter()
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(0.001), loss={"score": "binary_crossentropy"}
-    )
-    model.fit(verbose=0, shuffle=False, callbacks=[Clock()], **fit_kwargs)
-    return (steps - WARM_STEPS) * batch_size / (marks["end"] - marks["start"])
+def load_plugin(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", plugin_path(name))
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(ROOT))
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "run", None)):
+        raise TypeError(f"{plugin_path(name)} has no `run(quick, threads)` function.")
+    return module
 
 
-def latency(fn, feed, reps):
-    fn(feed)  # warm
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn(feed)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e6
+def takes_smoke(run) -> bool:
+    return "smoke" in inspect.signature(run).parameters
 
 
-def plain_keras_next_click(num_items, units=100):
-    """Baseline: one GRU step from a zero state and a full softmax (no sampling)."""
-    import keras
-
-    item = keras.Input(shape=(1,), dtype="int64", name="item_id")
-    x = keras.layers.Embedding(num_items + 1, units)(item)
-    x = keras.layers.GRU(units, reset_after=False)(x)
-    out = keras.layers.Dense(num_items + 1, activation="softmax")(x)
-    return keras.Model(item, out)
-
-
-def gru4rec_bench(args):
-    """GRU4Rec training events/s and step-wise serving latency (batch 1)."""
-    import json
-
-    import keras
-    import numpy as np
+def set_threads(threads: int) -> None:
+    """The same thread counts for every runtime of a section, before any import
+    creates its pools (TF reads the environment too late; set it in-process)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
     import tensorflow as tf
 
-    from export import export_model
-    from export.serving import ExportedModel
-    from tfrec.data.sessions import load_yoochoose, session_parallel_batches
-    from tfrec.models.gru4rec import gru4rec_step, serving_models
-    from tfrec.registry import model_info
-    from tfrec.training.session import AdagradMomentum, GRU4RecTrainer, item_counts
-
-    split = load_yoochoose(args.data_dir and Path(args.data_dir))
-    train = split.train
-    n, bs, steps = train.num_items, 32, args.gru4rec_steps
-    batches = session_parallel_batches(train, bs)
-    steps = min(steps, batches.num_steps)
-    print(
-        f"\nGRU4Rec, YooChoose sample ({train.num_events:,} clicks, {n:,} items); "
-        f"threads intra/inter = {args.threads}/{args.threads}; batch {bs}; "
-        f"{steps} steps per measurement, the first {WARM_STEPS} (tracing) excluded; "
-        f"steps_per_execution {SPE} for both"
-    )
-
-    def timed_fit(model, fit_kwargs):
-        marks = {}
-
-        class Clock(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                if "start" not in marks and batch >= WARM_STEPS - 1:
-                    marks["start"], marks["first"] = time.perf_counter(), batch
-                    marks["cpu_start"] = time.process_time()
-
-            def on_train_end(self, logs=None):
-                marks["end"] = time.perf_counter()
-                marks["cpu_end"] = time.process_time()
-
-        model.fit(verbose=0, shuffle=False, callbacks=[Clock()], **fit_kwargs)
-        events = (steps - 1 - marks["first"]) * bs
-        return (
-            events / (marks["end"] - marks["start"]),
-            events / (marks["cpu_end"] - marks["cpu_start"]),
-        )
-
-    sl = slice(0, steps)
-    data = {
-        "item_id": batches.inputs[sl],
-        "target": batches.targets[sl],
-        "reset": batches.reset[sl],
-        "valid": batches.valid[sl],
-    }
-    results = {}
-    for _ in range(2):  # two interleaved rounds expose machine noise
-        base = plain_keras_next_click(n)
-        base.compile(
-            optimizer=keras.optimizers.Adagrad(0.2),
-            loss="sparse_categorical_crossentropy",
-            steps_per_execution=SPE,
-        )
-        results.setdefault("plain Keras, full softmax, fit", []).append(
-            timed_fit(
-                base,
-                dict(
-                    x=batches.inputs[sl].reshape(-1, 1),
-                    y=batches.targets[sl].reshape(-1),
-                    batch_size=bs,
-                    epochs=1,
-                ),
-            )
-        )
-        step = gru4rec_step(n, layers=(100,), dropout_hidden=0.4)
-        trainer = GRU4RecTrainer(
-            step, item_counts(train), batch_size=bs, n_sample=2048, logq=1.0
-        )
-        trainer.compile(
-            optimizer=AdagradMomentum(0.2, momentum=0.2), steps_per_execution=SPE
-        )
-        ds = tf.data.Dataset.from_tensor_slices(data).prefetch(tf.data.AUTOTUNE)
-        results.setdefault("tfrec GRU4RecTrainer (2048 samples)", []).append(
-            timed_fit(trainer, dict(x=ds, epochs=1))
-        )
-    base = results["plain Keras, full softmax, fit"]
-    base_rate = statistics.median(r for r, _ in base)
-    base_cpu = statistics.median(c for _, c in base)
-    print(
-        "Training throughput (median of 2 rounds; events per wall-clock second, and "
-        "per second of this process's CPU time, which a loaded machine distorts less)"
-    )
-    print(
-        f"{'setup':<42}{'events/s':>12}{'vs baseline':>13}{'events/CPU s':>14}"
-        f"{'vs baseline':>13}"
-    )
-    for name, pairs in results.items():
-        rate = statistics.median(r for r, _ in pairs)
-        cpu = statistics.median(c for _, c in pairs)
-        print(
-            f"{name:<42}{rate:>12,.0f}{rate / base_rate:>12.2f}x{cpu:>14,.0f}"
-            f"{cpu / base_cpu:>12.2f}x"
-        )
-
-    # Latency does not depend on the weight values: export freshly built graphs
-    # (the trained ones can miss the exporter's 1e-6 SavedModel-vs-Keras rule by
-    # float32 rounding, see reports/gru4rec.md).
-    models = serving_models(gru4rec_step(n, layers=(100,)))
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        print(
-            f"\nGRU4Rec serving latency (median microseconds per call, {args.reps} calls)"
-        )
-        print(
-            f"{'case':<36}{'onnxruntime':>12}{'TF2 signature':>15}{'Keras call':>12}"
-            f"{'TF2/ORT':>9}{'parity max|diff|':>18}"
-        )
-        cases = {
-            "step: 1 click + state, batch 1": (
-                "gru4rec_step",
-                {
-                    "item_id": np.array([5], np.int64),
-                    "hidden_state": rng.uniform(-0.5, 0.5, (1, 100)).astype(np.float32),
-                },
-            ),
-            "whole sequence, 10 clicks, batch 1": (
-                "gru4rec",
-                {"session_items": rng.integers(1, n + 1, (1, 10)).astype(np.int64)},
-            ),
-        }
-        for case, (name, feed) in cases.items():
-            info = model_info(name)
-            kw = {"num_items": n, "layers": (100,)}
-            path = export_model(
-                models[name],
-                name,
-                base_dir=tmp,
-                example_inputs=lambda b, r, info=info, kw=kw: info.example_inputs(
-                    kw, b, r
-                ),
-                atol=info.parity.atol,
-                rtol=info.parity.rtol,
-                tolerance_reason=info.parity.reason,
-            )
-            manifest = json.loads((path / "manifest.json").read_text())
-            diff = manifest["parity"]["onnx"]["max_abs_diff"]
-            sess = ExportedModel(path)._session
-            sig = tf.saved_model.load(str(path)).signatures["serving_default"]
-            keras_model = models[name]
-            t_ort = latency(lambda f, s=sess: s.run(None, f), feed, args.reps)
-            tf_feed = {k: tf.constant(v) for k, v in feed.items()}
-            t_tf2 = latency(lambda f, g=sig: g(**f), tf_feed, args.reps)
-            t_keras = latency(lambda f, m=keras_model: m(f), tf_feed, args.reps)
-            print(
-                f"{case:<36}{t_ort:>12,.0f}{t_tf2:>15,.0f}{t_keras:>12,.0f}"
-                f"{t_tf2 / t_ort:>8.1f}x{diff:>18.2e}"
-            )
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-ML1M_USERS, ML1M_ITEMS = 6040, 3706  # the NCF ML-1M split's sizes
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def onnx_variants_bench(path, nu, ni, args):
-    """Latency of the float, optimised and INT8 ONNX files of one NeuMF export,
-    each as a ratio against the float model measured in the same invocation."""
-    import numpy as np
-    import onnxruntime as ort
-
-    from export.optimize import (
-        VARIANT_FILES,
-        optimize_onnx,
-        quantize_onnx,
-        session_options,
-    )
-    from tfrec.registry import model_info
-
-    info = model_info("neumf")
-    kw = {"num_users": nu, "num_items": ni}
-
-    def example_inputs(b, r):
-        return info.example_inputs(kw, b, r)
-
-    reports = {
-        variant: write(path, example_inputs=example_inputs, task="ranking",
-                       num_items=ni)
-        for variant, write in (
-            ("opt", lambda p, **k: optimize_onnx(p, "all", **k)),
-            ("int8", quantize_onnx),
-        )
-    }
-    print(
-        f"\nONNX variants of NeuMF ({nu:,} users, {ni:,} items); onnxruntime "
-        f"{ort.__version__}, intra_op_num_threads={args.threads}, "
-        "inter_op_num_threads=1, sequential execution; model.opt.onnx loads with "
-        "graph optimisations off (done when written)"
-    )
-    print(f"{'variant':<8}{'file':<18}{'KiB':>8}{'max|diff| vs float':>20}"
-          f"{'top-10 agreement':>18}  passed  details")
-    sessions = {"float": path / "model.onnx"}
-    for variant, r in reports.items():
-        worst = max(r[k]["max_abs_diff"] for k in r if k in ("golden", "fresh_5",
-                                                              "fresh_64"))
-        top = r["top10"]
-        detail = (f"level {r['level']}" if variant == "opt"
-                  else f"{r['weight_type']} {r['quantized_ops']}")
-        print(
-            f"{variant:<8}{r['file']:<18}{r['bytes'] / 1024:>8,.0f}{worst:>20.2e}"
-            f"{top['agreement']:>11.3f} ({top['users']}x{top['candidates']})"
-            f"  {str(r['passed']):<6}  {detail}"
-        )
-        if r["passed"]:
-            sessions[variant] = path / VARIANT_FILES[variant]
-    runs, starts = {}, {}
-    for k, f in sessions.items():
-        options = session_options(k) or ort.SessionOptions()  # opt: no re-optimising
-        options.intra_op_num_threads = args.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        took = []
-        for _ in range(5):
-            t = time.perf_counter()
-            runs[k] = ort.InferenceSession(
-                str(f), options, providers=["CPUExecutionProvider"]
-            )
-            took.append(time.perf_counter() - t)
-        starts[k] = statistics.median(took) * 1e6
-    rng = np.random.default_rng(0)
-    cases = {"batch 1": 1, "batch 100": 100, f"one user x all {ni} items": ni}
-    print(f"\nONNX variant latency (median microseconds per call, {args.reps} calls; "
-          "the three sessions interleaved per case)")
-    header = "".join(f"{k:>10}" for k in runs) + "".join(
-        f"{k + '/float':>12}" for k in runs if k != "float")
-    print(f"{'case':<28}{header}")
-    print(
-        f"{'session start (median of 5)':<28}"
-        + "".join(f"{starts[k]:>10,.0f}" for k in runs)
-        + "".join(f"{starts[k] / starts['float']:>11.2f}x" for k in runs if k != "float")
-    )
-    for name, b in cases.items():
-        feed = {
-            "user_id": rng.integers(0, nu, b).astype(np.int64),
-            "item_id": (np.arange(b) % ni).astype(np.int64),
-        }
-        if b == ni:
-            feed["user_id"] = np.full(b, 7, np.int64)
-        times = {k: [] for k in runs}
-        for _ in range(3):  # three interleaved rounds: machine noise hits all alike
-            for k, sess in runs.items():
-                times[k].append(latency(lambda f, s=sess: s.run(None, f), feed,
-                                        max(1, args.reps // 3)))
-        med = {k: statistics.median(v) for k, v in times.items()}
-        print(
-            f"{name:<28}" + "".join(f"{med[k]:>10,.0f}" for k in runs)
-            + "".join(f"{med[k] / med['float']:>11.2f}x" for k in runs if k != "float")
-        )
-
-
-def variants_only(args):
-    """``--only variants``: an untrained NeuMF at ML-1M sizes, exported, then
-    `onnx_variants_bench`."""
-    import keras
-
-    from export import export_model
-    from tfrec.registry import create_model, model_info
-
-    keras.utils.set_random_seed(0)
-    nu, ni = ML1M_USERS, ML1M_ITEMS
-    info = model_info("neumf")
-    kw = {"num_users": nu, "num_items": ni}
-    model = create_model("neumf", **kw)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_model(
-            model, "neumf", base_dir=tmp,
-            example_inputs=lambda b, r: info.example_inputs(kw, b, r),
-        )
-        onnx_variants_bench(path, nu, ni, args)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=200)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument(
-        "--only",
-        choices=("all", "ncf", "gru4rec", "variants"),
-        default="all",
-        help="which benchmarks to run",
-    )
-    parser.add_argument("--gru4rec-steps", type=int, default=600)
-    args = parser.parse_args(argv)
-
-    import numpy as np
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-
-    if args.only == "gru4rec":
-        gru4rec_bench(args)
-        return
-    if args.only == "variants":
-        variants_only(args)
-        return
-
-    from export import export_model
-    from export.parity import load_saved_model_tf1
-    from export.serving import ExportedModel
-    from tfrec.data import ncf_split
-    from tfrec.data.pipelines import NegativeSampler, implicit_dataset
-    from tfrec.registry import create_model, model_info
-
-    split = ncf_split(args.data_dir)
-    nu, ni, bs = split.num_users, split.num_items, args.batch_size
-    n = args.steps * bs
-    print(
-        f"threads intra/inter = {args.threads}/{args.threads}; batch {bs}; "
-        f"{args.steps} steps ({n:,} examples) per measurement; TF {tf.__version__}"
-    )
-
-    # --- training throughput -------------------------------------------------
-    sampler = NegativeSampler(
-        split.train["user_id"], split.train["item_id"], ni, 4, seed=0
-    )
-    u, i, y = sampler.epoch_arrays(0)
-    u, i, y = u[:n], i[:n], y[:n]
-    results = {}
-    for rnd in range(2):  # two rounds, interleaved, to expose machine noise
-        base = plain_keras_neumf(nu, ni)
-        results.setdefault("plain Keras NeuMF, fit(numpy arrays)", []).append(
-            throughput(
-                base,
-                dict(
-                    x={"user_id": u, "item_id": i},
-                    y={"score": y},
-                    batch_size=bs,
-                    epochs=1,
-                ),
-                args.steps,
-                bs,
-            )
-        )
-        ds, _ = implicit_dataset(
-            split.train["user_id"],
-            split.train["item_id"],
-            ni,
-            num_negatives=4,
-            batch_size=bs,
-            seed=rnd,
-        )
-        model = create_model("neumf", num_users=nu, num_items=ni)
-        results.setdefault("tfrec NeuMF, tf.data fresh negatives", []).append(
-            throughput(
-                model, dict(x=ds, epochs=1, steps_per_epoch=args.steps), args.steps, bs
-            )
-        )
+def section_worker(name: str, quick: bool, threads: int, smoke: bool, out: Path) -> int:
+    """``--section NAME``: run one plug-in in this process, write its result."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    result: dict = {"status": "ok"}
     started = time.perf_counter()
-    sampler.epoch_arrays(1)
-    epoch_draw = time.perf_counter() - started
-    base_rate = statistics.median(results["plain Keras NeuMF, fit(numpy arrays)"])
-    print("\nTraining throughput (examples/s, median of 2 rounds)")
-    print(f"{'setup':<42}{'examples/s':>12}{'vs baseline':>13}")
-    for name, rates in results.items():
-        rate = statistics.median(rates)
-        print(f"{name:<42}{rate:>12,.0f}{rate / base_rate:>12.2f}x")
-    print(
-        f"(drawing one full epoch of fresh negatives, {len(sampler):,} examples, "
-        f"takes {epoch_draw:.2f} s once per epoch, outside the timed steps)"
-    )
+    try:
+        module = load_plugin(name)
+        set_threads(threads)
+        kwargs = {"smoke": True} if smoke and takes_smoke(module.run) else {}
+        if smoke and not kwargs:
+            result = {"status": "not run", "reason": "no smoke mode"}
+        else:
+            result["result"] = module.run(quick, threads, **kwargs)
+    except Exception as err:  # a broken section is reported, the others still run
+        traceback.print_exc()
+        result = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    atomic_write_json(out, result)
+    return 0
 
-    # --- serving latency -----------------------------------------------------
-    info = model_info("neumf")
-    kw = {"num_users": nu, "num_items": ni}
+
+# ----------------------------------------------------------------- the driver
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def host() -> dict:
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "name": platform.node(),
+        "platform": platform.platform(),
+        "cpu": model,
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in load] if load else None,
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def merge(report: dict, name: str, value) -> None:
+    """A section's result into the report (see the module docstring)."""
+    if isinstance(value, dict) and (name in value or any("." in k for k in value)):
+        for key, item in value.items():
+            node = report
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            if isinstance(item, dict) and isinstance(node.get(leaf), dict):
+                node[leaf].update(item)
+            else:
+                node[leaf] = item
+    else:
+        report[name] = value
+
+
+def lookup(report: dict, key: str):
+    node = report
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def derived(report: dict) -> None:
+    """Figures computed from other sections' figures (the scaling curve)."""
+    rows = report.get("scaling")
+    if isinstance(rows, list) and len(rows) >= 2:
+        try:
+            rows = sorted(rows, key=lambda r: r["interactions"])
+            lo, hi = rows[0], rows[-1]
+            report["scaling_time_per_interaction"] = (
+                hi["epoch_s"] / hi["interactions"]
+            ) / (lo["epoch_s"] / lo["interactions"])
+        except (KeyError, TypeError, ZeroDivisionError):
+            pass
+
+
+def goal_rows(report: dict) -> list[dict]:
+    rows = []
+    for key, text, target, direction in GOALS:
+        value = lookup(report, key)
+        row = {"key": key, "goal": text, "target": target, "direction": direction}
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            ratio = value / target if direction == "min" else target / value
+            row.update(measured=value, vs_goal=ratio, met=bool(ratio >= 1.0))
+        else:
+            row.update(measured=None, vs_goal=None, met=None)
+        rows.append(row)
+    return rows
+
+
+def table(report: dict) -> str:
+    lines = [
+        f"{'goal':<44}{'target':>10}{'measured':>12}{'vs goal':>9}  met?",
+        "-" * 80,
+    ]
+    for row in report["goals"]:
+        sign = ">=" if row["direction"] == "min" else "<="
+        target = f"{sign} {row['target']:g}"
+        if row["measured"] is None:
+            lines.append(f"{row['goal']:<44}{target:>10}{'not run':>12}{'':>9}  -")
+            continue
+        lines.append(
+            f"{row['goal']:<44}{target:>10}{row['measured']:>12.3g}"
+            f"{row['vs_goal']:>8.2f}x  {'yes' if row['met'] else 'NO'}"
+        )
+    lines.append("-" * 80)
+    for name, info in report["sections"].items():
+        extra = info.get("error") or info.get("reason") or ""
+        lines.append(
+            f"section {name:<12}{info['status']:<9}{info.get('seconds', 0):>8.1f} s"
+            f"{info.get('peak_rss_mb', 0):>9.0f} MB  {extra}"[:160]
+        )
+    return "\n".join(lines)
+
+
+def run_sections(args) -> dict:
+    report: dict = {
+        "meta": {
+            "command": shlex.join([sys.executable, *sys.argv]),
+            "date_utc": datetime.datetime.now(datetime.UTC).isoformat(
+                timespec="seconds"
+            ),
+            "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
+            "threads": {"tensorflow_intra_op": args.threads,
+                        "tensorflow_inter_op": args.threads,
+                        "onnxruntime_intra_op": args.threads},
+            "versions": versions(),
+            "host": host(),
+            "git_commit": git_commit(),
+        },
+        "sections": {},
+    }
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_model(
-            model,
-            "neumf",
-            base_dir=tmp,
-            example_inputs=lambda b, r: info.example_inputs(kw, b, r),
-        )
-        onnx_model = ExportedModel(path)
-        sess = onnx_model._session
-        tf2_sig = tf.saved_model.load(str(path)).signatures["serving_default"]
-        tf1 = load_saved_model_tf1(path)
-        rng = np.random.default_rng(0)
-        cases = {
-            "batch 1": 1,
-            "batch 100": 100,
-            f"one user x all {ni} items": ni,
-        }
-        print(f"\nInference latency (median microseconds per call, {args.reps} calls)")
-        print(
-            f"{'case':<28}{'onnxruntime':>12}{'TF2 signature':>15}{'TF1 session':>13}"
-            f"{'TF2/ORT':>9}"
-        )
-        for name, b in cases.items():
-            feed = {
-                "user_id": rng.integers(0, nu, b).astype(np.int64),
-                "item_id": (np.arange(b) % ni).astype(np.int64),
-            }
-            if b == ni:
-                feed["user_id"] = np.full(b, 7, np.int64)
-            t_ort = latency(lambda f, s=sess: s.run(None, f), feed, args.reps)
-            tf_feed = {k: tf.constant(v) for k, v in feed.items()}
-            t_tf2 = latency(lambda f: tf2_sig(**f), tf_feed, args.reps)
-            t_tf1 = latency(tf1, feed, args.reps)
-            print(
-                f"{name:<28}{t_ort:>12,.0f}{t_tf2:>15,.0f}{t_tf1:>13,.0f}"
-                f"{t_tf2 / t_ort:>8.1f}x"
-            )
-        tf1.close()
-        onnx_variants_bench(path, nu, ni, args)
-    if args.only == "all":
-        gru4rec_bench(args)
+        for name in args.sections:
+            if not plugin_path(name).is_file():
+                report["sections"][name] = {
+                    "status": "not run", "reason": f"{plugin_path(name).name} missing"
+                }
+                print(f"[bench] {name}: not run ({plugin_path(name).name} missing)")
+                continue
+            out = Path(tmp) / f"{name}.json"
+            command = [sys.executable, str(Path(__file__).resolve()), "--section", name,
+                       "--threads", str(args.threads), "--result", str(out)]
+            command += ["--quick"] * args.quick + ["--smoke"] * args.smoke
+            print(f"[bench] {name} ...", flush=True)
+            started = time.perf_counter()
+            try:
+                proc = subprocess.run(command, env=env, timeout=args.timeout)
+                code = proc.returncode
+            except subprocess.TimeoutExpired:
+                code = "timeout"
+            if out.is_file():
+                info = json.loads(out.read_text())
+            else:
+                info = {"status": "failed", "error": f"worker exit {code}"}
+                info["seconds"] = round(time.perf_counter() - started, 2)
+            if "result" in info:
+                merge(report, name, info.pop("result"))
+            report["sections"][name] = info
+            print(f"[bench] {name}: {info['status']} ({info['seconds']:.1f} s)")
+    derived(report)
+    report["goals"] = goal_rows(report)
+    atomic_write_json(args.out, report)
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller sizes, about two minutes (make bench-quick)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, only sections that have a smoke mode (tests)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra/inter-op threads of every runtime (default 1: "
+                        "steady figures on a shared machine)")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS),
+                        metavar="NAME", help=f"default: {' '.join(SECTIONS)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench.json")
+    parser.add_argument("--timeout", type=float, default=3600,
+                        help="seconds per section before it is stopped")
+    parser.add_argument("--section", help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be a positive int. Received: {args.threads}")
+    sys.path.insert(0, str(ROOT))
+    if args.section:
+        return section_worker(args.section, args.quick, args.threads, args.smoke,
+                              args.result)
+    bad = [s for s in args.sections if not s.replace("_", "").isalnum()]
+    if bad:
+        parser.error(f"section names are bench_NAME.py plug-ins; received {bad}")
+    report = run_sections(args)
+    print()
+    print(table(report))
+    print(f"\nwrote {args.out}")
+    failed = [n for n, s in report["sections"].items() if s["status"] == "failed"]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Bench section ``evaluation``: the time the runner's evaluation takes on NCF ML-1M.
+
+Through the code the runner runs (`tfrec.evaluation.protocols` via
+`split_protocols`, scored by `tfrec.evaluation.scoring.keras_scorer`), with
+untrained NeuMF-8 and MF models of the real sizes (the time does not depend on
+the weights):
+
+* full ranking: all 6,040 test users against all 3,706 items, training items
+  excluded (22.4 M scored pairs);
+* sampled ranking (the NCF protocol): each user's held-out item and its 99
+  published negatives.
+
+Each figure is the median of a few evaluations after one warm-up call (tracing
+excluded), with the ranking alone (scores precomputed) beside it, so the share of
+the model and of the protocol shows. Goals: full ranking under 3 s, sampled under
+1 s (``evaluation.full_ranking_ml1m_s``, ``evaluation.sampled_ncf_s``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+
+def _timed(fn, reps: int) -> tuple[float, object]:
+    out = fn()  # warm: traces the scorer's tf.function
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), out
+
+
+def _tiny_protocols():
+    """Smoke sizes: 60 users x 45 items, 1 held-out item each, 20 negatives."""
+    from tfrec.evaluation.protocols import FullRanking, SampledRanking
+
+    rng = np.random.default_rng(0)
+    nu, ni = 60, 45
+    seen = [np.sort(rng.choice(ni, 8, replace=False)) for _ in range(nu)]
+    held = np.array([rng.choice(np.setdiff1d(np.arange(ni), s)) for s in seen])
+    indptr = np.arange(0, 8 * nu + 1, 8)
+    full = FullRanking(ni, np.arange(nu), held, exclude_indptr=indptr,
+                       exclude_indices=np.concatenate(seen))
+    negs = rng.integers(0, ni, (nu, 20))
+    return nu, ni, {"full": full, "sampled": SampledRanking(np.arange(nu), held, negs)}
+
+
+def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
+    import keras
+
+    from tfrec.evaluation.ranking import csr_rows, full_ranking
+    from tfrec.evaluation.scoring import keras_scorer
+    from tfrec.registry import create_model
+
+    if smoke:
+        nu, ni, protocols = _tiny_protocols()
+        data = "synthetic 60 users x 45 items (smoke)"
+    else:
+        from tfrec.data import ncf_split
+        from tfrec.evaluation.protocols import split_protocols
+
+        split = ncf_split()
+        nu, ni = split.num_users, split.num_items
+        protocols = split_protocols(split, "test", ks=(10,), full=True)
+        data = "NCF ML-1M test (leave-one-out), training items excluded"
+    reps = 1 if smoke else 2 if quick else 3
+    full, sampled = protocols["full"], protocols["sampled"]
+    out: dict = {
+        "data": data,
+        "users": int(full.num_users),
+        "items": int(ni),
+        "full_ranking_pairs": int(full.num_users) * int(ni),
+        "sampled_candidates_per_user": int(sampled.candidates.shape[1]),
+        "repeats": reps,
+        "threads": threads,
+        "models": {},
+    }
+    for name in ("neumf", "mf"):
+        keras.utils.set_random_seed(0)
+        model = create_model(name, num_users=nu, num_items=ni)
+        score_fn = keras_scorer(model)
+        t_full, metrics = _timed(lambda: full.evaluate(score_fn), reps)
+        t_sampled, s_metrics = _timed(lambda: sampled.evaluate(score_fn), reps)
+        # The protocol's own share: the same ranking on precomputed scores.
+        users = np.repeat(full.eval_users, ni)
+        items = np.tile(np.arange(ni, dtype=np.int64), full.num_users)
+        scores = score_fn(users, items).reshape(full.num_users, ni)
+        seen = csr_rows(full.exclude_indptr, full.exclude_indices, full.eval_users)
+        t_rank, ranked = _timed(
+            lambda s=scores, e=seen: full_ranking(
+                s, (full.heldout_indptr, full.heldout_indices), seen=e, ks=full.ks
+            ),
+            reps,
+        )
+        assert ranked == metrics, "the protocol and the core disagree"
+        out["models"][name] = {
+            "full_ranking_s": round(t_full, 3),
+            "full_ranking_rank_only_s": round(t_rank, 3),
+            "full_ranking_scoring_s": round(max(t_full - t_rank, 0.0), 3),
+            "sampled_s": round(t_sampled, 3),
+            "full_hr@10_untrained": metrics["hr@10"],
+            "sampled_hr@10_untrained": s_metrics["hr@10"],
+        }
+        print(f"evaluation {name}: {out['models'][name]}", flush=True)
+    out["full_ranking_ml1m_s"] = out["models"]["neumf"]["full_ranking_s"]
+    out["full_ranking_ml1m_mf_s"] = out["models"]["mf"]["full_ranking_s"]
+    out["sampled_ncf_s"] = out["models"]["neumf"]["sampled_s"]
+    out["sampled_ncf_mf_s"] = out["models"]["mf"]["sampled_s"]
+    return out

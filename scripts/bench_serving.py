@@ -1,0 +1,277 @@
+"""Bench section ``serving``: latency of the exported graphs, onnxruntime vs TF.
+
+1. The ``recommend`` path (`export.recommend`): all items scored for one user,
+   exclusions applied and the top 10 returned inside the graph, for NeuMF-8 and
+   MF at the NCF ML-1M sizes (6,040 users, 3,706 items; untrained: latency does
+   not depend on the weights), exported with `export.export_model`. The TF side
+   is the SavedModel's ``recommend`` signature through ``tf.saved_model.load``;
+   the ORT side is ``recommend.onnx`` in several session configurations
+   (threads, execution mode, graph optimisation level, I/O binding with
+   pre-allocated inputs). ``serving.all_items_ort_speedup`` is the TF time over
+   the time of the ORT session that `export.serving.ExportedModel.recommend`
+   builds (onnxruntime's defaults), for NeuMF; the best configuration and MF
+   are reported beside it.
+2. The ``serving_default`` signature of NeuMF at batch 1, batch 100 and all
+   3,706 (user, item) pairs of one user: onnxruntime vs the TF2 signature vs the
+   TF1 session path TF Serving uses.
+3. Full sizes only: GRU4Rec's step-wise serving (one click + state -> scores
+   over all items + new state, batch 1) and the whole-sequence graph, on the
+   YooChoose sample's catalogue.
+
+Calls are timed one at a time (median of ``reps`` after a warm-up), the cases
+interleaved round by round so machine noise hits all alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ML1M_USERS, ML1M_ITEMS = 6040, 3706
+EXCLUDED = 50  # items excluded per request (a user's seen items)
+
+
+def latency_us(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e6
+
+
+def interleaved(cases: dict, reps: int, rounds: int = 3) -> dict[str, float]:
+    """Median microseconds per call of each case, ``rounds`` interleaved rounds."""
+    per = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            per[name].append(latency_us(fn, max(1, reps // rounds)))
+    return {name: statistics.median(v) for name, v in per.items()}
+
+
+def export(name: str, nu: int, ni: int, base_dir: str) -> Path:
+    import keras
+
+    from export import export_model
+    from tfrec.registry import create_model, model_info
+
+    keras.utils.set_random_seed(0)
+    info = model_info(name)
+    kw = {"num_users": nu, "num_items": ni}
+    return export_model(
+        create_model(name, **kw), name, base_dir=base_dir,
+        example_inputs=lambda b, r: info.example_inputs(kw, b, r),
+        catalogue={"num_items": ni},
+    )
+
+
+def ort_sessions(onnx_path: Path, threads: int) -> dict:
+    """The onnxruntime configurations tried, by name."""
+    import onnxruntime as ort
+
+    def options(intra=None, inter=None, mode=None, level=None, spin=None):
+        so = ort.SessionOptions()
+        if intra is not None:
+            so.intra_op_num_threads = intra
+        if inter is not None:
+            so.inter_op_num_threads = inter
+        if mode is not None:
+            so.execution_mode = mode
+        if level is not None:
+            so.graph_optimization_level = level
+        if spin is not None:
+            so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        return so
+
+    seq, par = ort.ExecutionMode.ORT_SEQUENTIAL, ort.ExecutionMode.ORT_PARALLEL
+    levels = ort.GraphOptimizationLevel
+    configs = {
+        "default (ExportedModel)": options(),
+        f"intra {threads}, sequential": options(threads, 1, seq),
+        f"intra {threads}, sequential, no spinning": options(threads, 1, seq, spin="0"),
+        f"intra {threads}, parallel": options(threads, threads, par),
+        f"intra {threads}, optimisation off": options(
+            threads, 1, seq, levels.ORT_DISABLE_ALL
+        ),
+        f"intra {threads}, optimisation basic": options(
+            threads, 1, seq, levels.ORT_ENABLE_BASIC
+        ),
+    }
+    return {
+        name: ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        for name, so in configs.items()
+    }
+
+
+def bound(session, feed: dict):
+    """I/O binding: inputs copied once into OrtValues, outputs on CPU."""
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    values = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in feed.items()}
+    for k, v in values.items():
+        binding.bind_ortvalue_input(k, v)
+    for out in session.get_outputs():
+        binding.bind_output(out.name, "cpu")
+
+    def call():
+        session.run_with_iobinding(binding)
+        return binding.get_outputs()
+
+    return call
+
+
+def recommend_bench(path: Path, nu: int, ni: int, threads: int, reps: int) -> dict:
+    import tensorflow as tf
+
+    sig = tf.saved_model.load(str(path)).signatures["recommend"]
+    rng = np.random.default_rng(0)
+    feed = {
+        "user_id": np.array([7], np.int64),
+        "k": np.array(10, np.int64),
+        "exclude": np.sort(rng.choice(ni, min(EXCLUDED, ni // 2), replace=False))[
+            None
+        ].astype(np.int64),
+    }
+    tf_feed = {k: tf.constant(v) for k, v in feed.items()}
+    sessions = ort_sessions(path / "recommend.onnx", threads)
+    want = sig(**tf_feed)["item_ids"].numpy()
+    agree = {}
+    cases = {"TF2 recommend signature": lambda: sig(**tf_feed)}
+    for name, s in sessions.items():
+        agree[name] = bool(np.array_equal(s.run(["item_ids"], feed)[0], want))
+        cases[f"ORT {name}"] = lambda s=s: s.run(None, feed)
+    base = f"intra {threads}, sequential"
+    cases[f"ORT {base}, I/O binding"] = bound(sessions[base], feed)
+    times = interleaved(cases, reps)
+    tf_us = times.pop("TF2 recommend signature")
+    ort_us = {k[len("ORT "):]: v for k, v in times.items()}
+    best = min(ort_us, key=ort_us.get)
+    return {
+        "tf_signature_us": round(tf_us, 1),
+        "ort_us": {k: round(v, 1) for k, v in ort_us.items()},
+        "ort_default_us": round(ort_us["default (ExportedModel)"], 1),
+        "speedup_default": tf_us / ort_us["default (ExportedModel)"],
+        "best_config": best,
+        "speedup_best": tf_us / ort_us[best],
+        "top10_equal_tf": agree,
+        "excluded_per_request": EXCLUDED,
+    }
+
+
+def serving_default_bench(path: Path, nu: int, ni: int, reps: int) -> dict:
+    import tensorflow as tf
+
+    from export.parity import load_saved_model_tf1
+    from export.serving import ExportedModel
+
+    sess = ExportedModel(path)._session
+    tf2 = tf.saved_model.load(str(path)).signatures["serving_default"]
+    tf1 = load_saved_model_tf1(path)
+    rng = np.random.default_rng(0)
+    out = {}
+    try:
+        for case, b in (("batch_1", 1), ("batch_100", 100), (f"all_{ni}_items", ni)):
+            feed = {
+                "user_id": rng.integers(0, nu, b).astype(np.int64),
+                "item_id": (np.arange(b) % ni).astype(np.int64),
+            }
+            if b == ni:
+                feed["user_id"] = np.full(b, 7, np.int64)
+            tf_feed = {k: tf.constant(v) for k, v in feed.items()}
+            t = interleaved({
+                "ort": lambda f=feed: sess.run(None, f),
+                "tf2": lambda f=tf_feed: tf2(**f),
+                "tf1": lambda f=feed: tf1(f),
+            }, reps)
+            out[case] = {
+                "ort_us": round(t["ort"], 1),
+                "tf2_signature_us": round(t["tf2"], 1),
+                "tf1_session_us": round(t["tf1"], 1),
+                "tf2_over_ort": t["tf2"] / t["ort"],
+            }
+    finally:
+        tf1.close()
+    return out
+
+
+def gru4rec_serving_bench(base_dir: str, reps: int) -> dict:
+    """Step-wise GRU4Rec serving and the whole-sequence graph, batch 1."""
+    import tensorflow as tf
+
+    from export import export_model
+    from export.serving import ExportedModel
+    from tfrec.data.sessions import load_yoochoose
+    from tfrec.models.gru4rec import gru4rec_step, serving_models
+    from tfrec.registry import model_info
+
+    n = load_yoochoose().train.num_items
+    models = serving_models(gru4rec_step(n, layers=(100,)))
+    rng = np.random.default_rng(0)
+    cases = {
+        "step_batch_1": ("gru4rec_step", {
+            "item_id": np.array([5], np.int64),
+            "hidden_state": rng.uniform(-0.5, 0.5, (1, 100)).astype(np.float32),
+        }),
+        "sequence_10_clicks_batch_1": ("gru4rec", {
+            "session_items": rng.integers(1, n + 1, (1, 10)).astype(np.int64),
+        }),
+    }
+    out = {"num_items": int(n)}
+    for case, (name, feed) in cases.items():
+        info = model_info(name)
+        kw = {"num_items": n, "layers": (100,)}
+        path = export_model(
+            models[name], name, base_dir=base_dir,
+            example_inputs=lambda b, r, info=info, kw=kw: info.example_inputs(kw, b, r),
+            atol=info.parity.atol, rtol=info.parity.rtol,
+            tolerance_reason=info.parity.reason,
+        )
+        sess = ExportedModel(path)._session
+        sig = tf.saved_model.load(str(path)).signatures["serving_default"]
+        tf_feed = {k: tf.constant(v) for k, v in feed.items()}
+        t = interleaved({
+            "ort": lambda s=sess, f=feed: s.run(None, f),
+            "tf2": lambda g=sig, f=tf_feed: g(**f),
+            "keras": lambda m=models[name], f=tf_feed: m(f),
+        }, reps)
+        out[case] = {
+            "ort_us": round(t["ort"], 1),
+            "tf2_signature_us": round(t["tf2"], 1),
+            "keras_call_us": round(t["keras"], 1),
+            "tf2_over_ort": t["tf2"] / t["ort"],
+        }
+    return out
+
+
+def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
+    import onnxruntime as ort
+
+    nu, ni = (40, 30) if smoke else (ML1M_USERS, ML1M_ITEMS)
+    reps = 9 if smoke else 90 if quick else 300
+    out: dict = {
+        "users": nu, "items": ni, "reps": reps, "threads": threads,
+        "onnxruntime": ort.__version__, "recommend": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("neumf", "mf"):
+            path = export(name, nu, ni, tmp)
+            out["recommend"][name] = recommend_bench(path, nu, ni, threads, reps)
+            print(f"serving recommend {name}: {out['recommend'][name]}", flush=True)
+            if name == "neumf":
+                out["serving_default_neumf"] = serving_default_bench(path, nu, ni, reps)
+                print(f"serving_default neumf: {out['serving_default_neumf']}",
+                      flush=True)
+        if not (quick or smoke):
+            out["gru4rec"] = gru4rec_serving_bench(tmp, reps)
+            print(f"serving gru4rec: {out['gru4rec']}", flush=True)
+    neumf = out["recommend"]["neumf"]
+    out["all_items_ort_speedup"] = neumf["speedup_default"]
+    out["all_items_ort_speedup_best"] = neumf["speedup_best"]
+    out["all_items_ort_speedup_mf"] = out["recommend"]["mf"]["speedup_default"]
+    return out
