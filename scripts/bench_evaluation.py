@@ -83,8 +83,8 @@ def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
         keras.utils.set_random_seed(0)
         model = create_model(name, num_users=nu, num_items=ni)
         score_fn = keras_scorer(model)
-        t_full, metrics = _timed(lambda: full.evaluate(score_fn), reps)
-        t_sampled, s_metrics = _timed(lambda: sampled.evaluate(score_fn), reps)
+        t_full, metrics = _timed(lambda f=score_fn: full.evaluate(f), reps)
+        t_sampled, s_metrics = _timed(lambda f=score_fn: sampled.evaluate(f), reps)
         # The protocol's own share: the same ranking on precomputed scores.
         users = np.repeat(full.eval_users, ni)
         items = np.tile(np.arange(ni, dtype=np.int64), full.num_users)

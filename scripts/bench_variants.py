@@ -16,15 +16,18 @@ import tempfile
 import time
 
 import numpy as np
-
 from bench_serving import ML1M_ITEMS, ML1M_USERS, export, interleaved
 
 
 def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
     import onnxruntime as ort
 
-    from export.optimize import VARIANT_FILES, optimize_onnx, quantize_onnx
-    from export.optimize import session_options
+    from export.optimize import (
+        VARIANT_FILES,
+        optimize_onnx,
+        quantize_onnx,
+        session_options,
+    )
     from tfrec.registry import model_info
 
     nu, ni = (40, 30) if smoke else (ML1M_USERS, ML1M_ITEMS)
@@ -78,7 +81,8 @@ def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
             if b == ni:
                 feed["user_id"] = np.full(b, 7, np.int64)
             t = interleaved(
-                {v: (lambda s=s: s.run(None, feed)) for v, s in sessions.items()}, reps
+                {v: (lambda s=s, f=feed: s.run(None, f)) for v, s in sessions.items()},
+                reps,
             )
             for variant, us in t.items():
                 out["variants"][variant][f"{case}_us"] = round(us, 1)
