@@ -280,11 +280,19 @@ class FullRanking:
     def evaluate(self, score_fn: ScoreFn) -> dict[str, float]:
         """Mean ``hr@k``, ``ndcg@k``, ``recall@k``, ``mrr@k``, ``precision@k``
         (:func:`tfrec.evaluation.ranking.full_ranking`, ``user_chunk`` users
-        per `score_fn` call)."""
+        per `score_fn` call).
+
+        A ``score_fn`` with an attribute ``score_rows(users, num_items) -> [len(users),
+        num_items]`` (the scores of every item for each user, equal to ``score_fn``
+        on the tiled pairs; `tfrec.evaluation.rows.row_scorer`) is called that way
+        instead: no ``[users x items]`` index arrays on the host."""
         all_items = np.arange(self.num_items, dtype=np.int64)
+        score_rows = getattr(score_fn, "score_rows", None)
 
         def rows(lo: int, hi: int) -> np.ndarray:
             u = self.eval_users[lo:hi]
+            if score_rows is not None:  # every item of a block of users at once
+                return np.asarray(score_rows(u, self.num_items))
             return _call_score_fn(
                 score_fn, np.repeat(u, self.num_items), np.tile(all_items, hi - lo)
             ).reshape(hi - lo, self.num_items)
