@@ -72,8 +72,14 @@ loader: build/tfserving_loader
 build/tfserving_loader: export/tfserving/loader.c export/tfserving/__init__.py | install
 	$(BIN)/python -m export.tfserving $@
 
+# Benchmarks (scripts/bench.py: one plug-in per section, bench.json + one table);
+# bench-quick: the same file at smaller sizes, about two minutes.
+.PHONY: bench-quick
 bench: install
 	$(BIN)/python scripts/bench.py
+
+bench-quick: install
+	$(BIN)/python scripts/bench.py --quick
 
 reproduce-ncf: install
 	$(BIN)/python scripts/reproduce_ncf.py --only neumf mf --seeds $(SEEDS)

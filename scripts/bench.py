@@ -74,7 +74,13 @@ def atomic_write_json(path, payload) -> None:
     module.atomic_write_json(path, payload)
 
 
+PLUGIN_DIRS = [HERE]  # --plugin-dir adds folders searched first
+
+
 def plugin_path(name: str) -> Path:
+    for folder in PLUGIN_DIRS:
+        if (folder / f"bench_{name}.py").is_file():
+            return folder / f"bench_{name}.py"
     return HERE / f"bench_{name}.py"
 
 
@@ -291,6 +297,8 @@ def run_sections(args) -> dict:
             command = [sys.executable, str(Path(__file__).resolve()), "--section", name,
                        "--threads", str(args.threads), "--result", str(out)]
             command += ["--quick"] * args.quick + ["--smoke"] * args.smoke
+            for folder in args.plugin_dir:
+                command += ["--plugin-dir", str(folder)]
             print(f"[bench] {name} ...", flush=True)
             started = time.perf_counter()
             try:
@@ -327,12 +335,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench.json")
     parser.add_argument("--timeout", type=float, default=3600,
                         help="seconds per section before it is stopped")
+    parser.add_argument("--plugin-dir", type=Path, action="append", default=[],
+                        help="another folder of bench_NAME.py plug-ins, searched "
+                        "before scripts/")
     parser.add_argument("--section", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be a positive int. Received: {args.threads}")
     sys.path.insert(0, str(ROOT))
+    PLUGIN_DIRS[:0] = [p.resolve() for p in args.plugin_dir]
     if args.section:
         return section_worker(args.section, args.quick, args.threads, args.smoke,
                               args.result)

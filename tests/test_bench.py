@@ -1,0 +1,130 @@
+"""The `make bench` driver (scripts/bench.py): plug-in sections, bench.json, the table.
+
+The end-to-end test runs the real driver in a subprocess at smoke sizes with one
+real section (``evaluation``), one missing plug-in and one that fails; the rest
+check the merge rules and the goal arithmetic on hand-made section results.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_driver", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_writes_bench_json_with_the_keys(tmp_path):
+    (tmp_path / "bench_zz_test_broken.py").write_text(
+        "def run(quick, threads, *, smoke=False):\n"
+        "    raise RuntimeError('deliberately broken')\n"
+    )
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--threads", "1", "--sections",
+         "evaluation", "zz_test_missing", "zz_test_broken", "--out", str(out),
+         "--plugin-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]  # one section failed
+    report = json.loads(out.read_text())
+    ev = report["evaluation"]
+    for key in ("full_ranking_ml1m_s", "sampled_ncf_s", "full_ranking_ml1m_mf_s"):
+        assert isinstance(ev[key], float) and ev[key] > 0, key
+    # The smoke protocol: 60 users x 45 items, scored through the runner's scorer.
+    assert ev["users"] == 60 and ev["full_ranking_pairs"] == 60 * 45
+    assert ev["models"]["mf"]["with_score_rows"]["row_scorer"][
+        "metrics_equal_pair_scorer"]
+    sections = report["sections"]
+    assert sections["evaluation"]["status"] == "ok"
+    assert sections["evaluation"]["peak_rss_mb"] > 0
+    assert sections["zz_test_missing"] == {
+        "status": "not run", "reason": "bench_zz_test_missing.py missing"}
+    assert sections["zz_test_broken"]["status"] == "failed"
+    assert "deliberately broken" in sections["zz_test_broken"]["error"]
+    meta = report["meta"]
+    assert meta["mode"] == "smoke" and meta["threads"]["tensorflow_intra_op"] == 1
+    assert {"tensorflow", "keras", "onnxruntime", "tf2onnx"} <= set(meta["versions"])
+    assert meta["versions"]["tensorflow"]  # installed here
+    assert "--smoke" in meta["command"] and meta["host"]["cpu_count"] >= 1
+    goals = {g["key"]: g for g in report["goals"]}
+    assert set(goals) >= {
+        "neumf.examples_per_s_ratio", "neumf.time_to_hr_ratio",
+        "gru4rec.events_per_s_ratio", "evaluation.full_ranking_ml1m_s",
+        "serving.all_items_ort_speedup",
+    }
+    assert goals["evaluation.full_ranking_ml1m_s"]["measured"] == ev[
+        "full_ranking_ml1m_s"]
+    assert goals["neumf.examples_per_s_ratio"]["measured"] is None  # not run
+    # One table on stdout: a row per goal, a line per section.
+    assert "full ranking ML-1M, NeuMF (s)" in proc.stdout
+    assert "zz_test_missing" in proc.stdout and "not run" in proc.stdout
+
+
+def test_results_merge_under_their_section_or_at_the_top(bench):
+    report: dict = {}
+    bench.merge(report, "evaluation", {"full_ranking_ml1m_s": 1.5})
+    bench.merge(report, "scaling", {"scaling": [{"interactions": 1}]})
+    bench.merge(report, "scaling", [{"interactions": 2}])
+    bench.merge(report, "neumf", {"neumf.examples_per_s_ratio": 3.2,
+                                  "neumf.time_to_hr_ratio": 2.0})
+    bench.merge(report, "extra", {"neumf": {"epochs": 4}})
+    assert report["evaluation"] == {"full_ranking_ml1m_s": 1.5}
+    assert report["scaling"] == [{"interactions": 2}]
+    assert report["neumf"] == {"examples_per_s_ratio": 3.2, "time_to_hr_ratio": 2.0}
+    assert report["extra"] == {"neumf": {"epochs": 4}}
+    assert bench.lookup(report, "neumf.time_to_hr_ratio") == 2.0
+    assert bench.lookup(report, "gru4rec.events_per_s_ratio") is None
+
+
+def test_goals_compare_in_the_right_direction(bench):
+    report = {
+        "neumf": {"examples_per_s_ratio": 1.5},
+        "evaluation": {"full_ranking_ml1m_s": 1.5, "sampled_ncf_s": 2.0},
+        "serving": {"all_items_ort_speedup": 10.0},
+        "scaling": [
+            {"interactions": 10_000_000, "epoch_s": 120.0},
+            {"interactions": 1_000_000, "epoch_s": 10.0},
+        ],
+    }
+    bench.derived(report)
+    assert report["scaling_time_per_interaction"] == pytest.approx(1.2)
+    goals = {g["key"]: g for g in bench.goal_rows(report)}
+    assert goals["neumf.examples_per_s_ratio"]["vs_goal"] == pytest.approx(0.5)
+    assert goals["neumf.examples_per_s_ratio"]["met"] is False
+    assert goals["evaluation.full_ranking_ml1m_s"]["vs_goal"] == pytest.approx(2.0)
+    assert goals["evaluation.full_ranking_ml1m_s"]["met"] is True
+    assert goals["evaluation.sampled_ncf_s"]["met"] is False
+    assert goals["serving.all_items_ort_speedup"]["met"] is True
+    assert goals["scaling_time_per_interaction"]["met"] is True
+    assert goals["gru4rec.events_per_s_ratio"]["met"] is None
+    report["goals"] = list(goals.values())
+    report["sections"] = {"neumf": {"status": "ok", "seconds": 1.0}}
+    text = bench.table(report)
+    assert "NO" in text and "yes" in text and "not run" in text
+
+
+def test_bad_arguments_fail_with_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--threads", "0", "--out", str(tmp_path / "b")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "--threads must be a positive int" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sections", "../etc", "--out",
+         str(tmp_path / "b")], capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "bench_NAME.py plug-ins" in proc.stderr
