@@ -7,7 +7,9 @@
    is the SavedModel's ``recommend`` signature through ``tf.saved_model.load``;
    the ORT side is ``recommend.onnx`` in several session configurations
    (threads, execution mode, graph optimisation level, I/O binding with
-   pre-allocated inputs). ``serving.all_items_ort_speedup`` is the TF time over
+   pre-allocated inputs); for MF also two prototype graphs (bench only: one
+   matmul against the item table, exclusions by scatter; `mf_prototype_graphs`).
+   ``serving.all_items_ort_speedup`` is the TF time over
    the time of the ORT session that `export.serving.ExportedModel.recommend`
    builds (onnxruntime's defaults), for NeuMF; the best configuration and MF
    are reported beside it.
@@ -54,7 +56,9 @@ def interleaved(cases: dict, reps: int, rounds: int = 3) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in per.items()}
 
 
-def export(name: str, nu: int, ni: int, base_dir: str) -> Path:
+def export(name: str, nu: int, ni: int, base_dir: str, *, with_model=False):
+    """An untrained ``name`` exported with `export.export_model` (its version
+    folder; and the Keras model, ``with_model``)."""
     import keras
 
     from export import export_model
@@ -63,11 +67,109 @@ def export(name: str, nu: int, ni: int, base_dir: str) -> Path:
     keras.utils.set_random_seed(0)
     info = model_info(name)
     kw = {"num_users": nu, "num_items": ni}
-    return export_model(
-        create_model(name, **kw), name, base_dir=base_dir,
+    model = create_model(name, **kw)
+    path = export_model(
+        model, name, base_dir=base_dir,
         example_inputs=lambda b, r: info.example_inputs(kw, b, r),
         catalogue={"num_items": ni},
     )
+    return (model, path) if with_model else path
+
+
+def mf_prototype_graphs(model, nu: int, ni: int, threads: int, reps: int,
+                        want: np.ndarray, feed: dict) -> dict:
+    """Bench only, not an export: what two changes to MF's recommend graph give.
+
+    ``factor``: the user's vector against the whole item table in one matmul
+    (``sigmoid(p_u Q^T + b_u + b_i + b)``) instead of tiling the user against
+    every item and running the pair model N times; ``scatter``: the exclusions
+    as a scatter of the request's ids into a ``[batch, N]`` mask instead of
+    comparing ``[batch, n_excluded, N]``. Each graph is saved as a SavedModel
+    signature (the TF side) and converted with tf2onnx (the ORT side), both
+    with ``threads`` intra-op threads; top-10 lists are checked against the
+    exported graph's.
+    """
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    table = {n: model.get_layer(n).embeddings for n in (
+        "mf_user_embedding", "mf_item_embedding", "mf_user_bias", "mf_item_bias")}
+    bias = model.get_layer("global_bias").bias
+    sig = [tf.TensorSpec((None,), tf.int64, "user_id"),
+           tf.TensorSpec((), tf.int64, "k"),
+           tf.TensorSpec((None, None), tf.int64, "exclude")]
+
+    def build(factor: bool, scatter: bool):
+        @tf.function(input_signature=sig)
+        def recommend(user_id, k, exclude):
+            b = tf.shape(user_id)[0]
+            if factor:
+                ok = tf.logical_and(user_id >= 0, user_id < nu)
+                u = tf.where(ok, user_id, tf.zeros_like(user_id))
+                keep = tf.cast(ok, tf.float32)[:, None]
+                p = tf.gather(table["mf_user_embedding"], u) * keep
+                bu = tf.gather(table["mf_user_bias"], u) * keep
+                logits = tf.matmul(p, table["mf_item_embedding"], transpose_b=True)
+                scores = tf.sigmoid(
+                    logits + bu + tf.transpose(table["mf_item_bias"]) + bias
+                )
+            else:
+                rows = tf.reshape(tf.tile(tf.range(b)[:, None], [1, ni]), [-1])
+                cols = tf.tile(tf.range(ni, dtype=tf.int64), [b])
+                out = model({"user_id": tf.gather(user_id, rows), "item_id": cols},
+                            training=False)["score"]
+                scores = tf.reshape(out, [b, ni])
+            if scatter:
+                ok = tf.logical_and(exclude >= 0, exclude < ni)
+                r = tf.tile(tf.range(b, dtype=tf.int64)[:, None],
+                            [1, tf.shape(exclude)[1]])
+                idx = tf.boolean_mask(tf.stack([r, exclude], -1), ok)
+                hit = tf.scatter_nd(idx, tf.ones(tf.shape(idx)[:1]),
+                                    tf.shape(scores, out_type=tf.int64)) > 0
+            else:
+                ids = tf.range(ni, dtype=tf.int64)
+                hit = tf.reduce_any(
+                    tf.equal(exclude[:, :, None], ids[None, None, :]), axis=1
+                )
+            scores = tf.where(hit, -np.inf, scores)
+            top, ids = tf.math.top_k(scores, tf.cast(tf.clip_by_value(k, 1, ni),
+                                                     tf.int32))
+            return {"item_ids": tf.cast(ids, tf.int64), "scores": top}
+
+        return recommend
+
+    tf_feed = {k: tf.constant(v) for k, v in feed.items()}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for factor in (False, True):
+            for scatter in (False, True):
+                fn = build(factor, scatter)
+                holder = tf.Module()
+                holder.model, holder.recommend = model, fn
+                folder = f"{tmp}/{int(factor)}{int(scatter)}"
+                tf.saved_model.save(holder, folder, signatures={"recommend": fn})
+                loaded = tf.saved_model.load(folder).signatures["recommend"]
+                proto, _ = tf2onnx.convert.from_function(fn, input_signature=sig,
+                                                         opset=17)
+                so = ort.SessionOptions()
+                so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+                sess = ort.InferenceSession(proto.SerializeToString(), so,
+                                            providers=["CPUExecutionProvider"])
+                t = interleaved({
+                    "tf": lambda g=loaded: g(**tf_feed),
+                    "ort": lambda s=sess: s.run(None, feed),
+                }, reps)
+                out[f"factor={factor},scatter={scatter}"] = {
+                    "tf_signature_us": round(t["tf"], 1),
+                    "ort_us": round(t["ort"], 1),
+                    "speedup": t["tf"] / t["ort"],
+                    "top10_equal_export": bool(
+                        np.array_equal(sess.run(["item_ids"], feed)[0], want)
+                        and np.array_equal(loaded(**tf_feed)["item_ids"].numpy(), want)
+                    ),
+                }
+    return out
 
 
 def ort_sessions(onnx_path: Path, threads: int) -> dict:
@@ -126,7 +228,8 @@ def bound(session, feed: dict):
     return call
 
 
-def recommend_bench(path: Path, nu: int, ni: int, threads: int, reps: int) -> dict:
+def recommend_bench(path: Path, nu: int, ni: int, threads: int, reps: int,
+                    result_feed: dict) -> dict:
     import tensorflow as tf
 
     sig = tf.saved_model.load(str(path)).signatures["recommend"]
@@ -149,6 +252,7 @@ def recommend_bench(path: Path, nu: int, ni: int, threads: int, reps: int) -> di
     base = f"intra {threads}, sequential"
     cases[f"ORT {base}, I/O binding"] = bound(sessions[base], feed)
     times = interleaved(cases, reps)
+    result_feed.update(feed=feed, want=want)
     tf_us = times.pop("TF2 recommend signature")
     ort_us = {k[len("ORT "):]: v for k, v in times.items()}
     best = min(ort_us, key=ort_us.get)
@@ -260,9 +364,17 @@ def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("neumf", "mf"):
-            path = export(name, nu, ni, tmp)
-            out["recommend"][name] = recommend_bench(path, nu, ni, threads, reps)
+            model, path = export(name, nu, ni, tmp, with_model=True)
+            request: dict = {}
+            out["recommend"][name] = recommend_bench(path, nu, ni, threads, reps,
+                                                     request)
             print(f"serving recommend {name}: {out['recommend'][name]}", flush=True)
+            if name == "mf":
+                out["recommend_prototypes_mf"] = mf_prototype_graphs(
+                    model, nu, ni, threads, reps, request["want"], request["feed"]
+                )
+                print(f"serving prototypes mf: {out['recommend_prototypes_mf']}",
+                      flush=True)
             if name == "neumf":
                 out["serving_default_neumf"] = serving_default_bench(path, nu, ni, reps)
                 print(f"serving_default neumf: {out['serving_default_neumf']}",
@@ -274,4 +386,6 @@ def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
     out["all_items_ort_speedup"] = neumf["speedup_default"]
     out["all_items_ort_speedup_best"] = neumf["speedup_best"]
     out["all_items_ort_speedup_mf"] = out["recommend"]["mf"]["speedup_default"]
+    proto = out["recommend_prototypes_mf"]["factor=True,scatter=True"]
+    out["all_items_ort_speedup_mf_factor_prototype"] = proto["speedup"]
     return out
