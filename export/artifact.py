@@ -7,8 +7,9 @@ Layout (TF Serving's model base path convention)::
         model.onnx                                   converted from that signature
         manifest.json                                specs, versions, parity report
         golden.npz, golden.json                      a fixed batch and Keras' outputs
-        assets.extra/tf_serving_warmup_requests      TF Serving warm-up (export.warmup)
+        assets.extra/tf_serving_warmup_requests      TF Serving warm-up, every signature
         vocab/                                       optional id tables (extra_files)
+        web/                                         optional browser page (--web-demo)
 
 The version folder is built under ``<base_dir>/<name>/.tmp-<v>-<host>-<pid>-<rand>``
 (locked by its export with ``flock``) and renamed into place only after both
@@ -18,7 +19,10 @@ dead one left. The rename reserves the number: when another export took it
 first, the next free number is taken, so concurrent exports get distinct
 versions. ``manifest.json`` records the size and sha256 of every other file of
 the version (``checksums``), and every loader verifies them
-(:func:`verify_files`).
+(:func:`verify_files`; :func:`verify_listed` for readers of a few files: golden
+files, the warm-up file, the TF Serving loader program, and in JavaScript the
+Node harness and the web page). A TensorFlow op ONNX cannot take fails the export
+with the op and its Keras layer named (:func:`check_onnx_ops`).
 """
 
 from __future__ import annotations
