@@ -7,8 +7,9 @@ Layout (TF Serving's model base path convention)::
         model.onnx                                   converted from that signature
         manifest.json                                specs, versions, parity report
         golden.npz, golden.json                      a fixed batch and Keras' outputs
-        assets.extra/tf_serving_warmup_requests      TF Serving warm-up (export.warmup)
+        assets.extra/tf_serving_warmup_requests      TF Serving warm-up, every signature
         vocab/                                       optional id tables (extra_files)
+        web/                                         optional browser page (--web-demo)
 
 The version folder is built under ``<base_dir>/<name>/.tmp-<v>-<host>-<pid>-<rand>``
 (locked by its export with ``flock``) and renamed into place only after both
@@ -18,7 +19,10 @@ dead one left. The rename reserves the number: when another export took it
 first, the next free number is taken, so concurrent exports get distinct
 versions. ``manifest.json`` records the size and sha256 of every other file of
 the version (``checksums``), and every loader verifies them
-(:func:`verify_files`).
+(:func:`verify_files`; :func:`verify_listed` for readers of a few files: golden
+files, the warm-up file, the TF Serving loader program, and in JavaScript the
+Node harness and the web page). A TensorFlow op ONNX cannot take fails the export
+with the op and its Keras layer named (:func:`check_onnx_ops`).
 """
 
 from __future__ import annotations
@@ -239,6 +243,46 @@ def verify_files(version_dir: str | os.PathLike, manifest: Mapping,
             )
 
 
+def verify_listed(version_dir: str | os.PathLike, rels: Sequence[str],
+                  manifest: Mapping | None = None,
+                  manifest_name: str = MANIFEST) -> dict:
+    """Checks only the files ``rels`` (paths relative to ``version_dir``) against
+    the size and sha256 its manifest records; each must be listed there. Returns
+    the manifest. For readers of one or two files (golden files, the warm-up
+    file, the SavedModel before the TF Serving loader runs).
+
+    Raises:
+        ExportError: the manifest is missing or corrupt, a file is not listed,
+            missing, or modified (naming the file).
+    """
+    root = Path(version_dir)
+    if manifest is None:
+        path = root / manifest_name
+        if not path.is_file():
+            raise ExportError(
+                f"{path} is missing, so the files of {root} cannot be verified; "
+                "re-export the model."
+            )
+        try:
+            manifest = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ExportError(f"{path} is corrupt: {err}") from err
+    listed = manifest.get("checksums")
+    if not isinstance(listed, dict) or not listed:
+        raise ExportError(
+            f"{root / manifest_name} records no file checksums (an export older than "
+            "tfrec's artifact checks, or an edited manifest); re-export the model."
+        )
+    unlisted = [r for r in rels if r not in listed]
+    if unlisted:
+        raise ExportError(
+            f"{root / unlisted[0]} is not listed in {manifest_name}'s checksums, so "
+            "it cannot be verified; re-export the model."
+        )
+    verify_files(root, {"checksums": {r: listed[r] for r in rels}}, manifest_name)
+    return dict(manifest)
+
+
 def publish_version(
     tmp: Path,
     model_dir: Path,
@@ -436,6 +480,7 @@ def export_model(
     input_notes: Mapping[str, str] | None = None,
     oov_policy: str | None = None,
     catalogue: Mapping[str, Any] | None = None,
+    before_publish: Callable[[Path, dict], None] | None = None,
 ) -> Path:
     """Exports ``model`` to ``<base_dir>/<name>/<version>/`` and verifies parity.
 
@@ -462,12 +507,17 @@ def export_model(
             all-zero embedding of `tfrec.layers.IdEmbedding`).
         catalogue: item-side inputs of every item (``{input: [N, ...]}``) and/or
             ``num_items``, for the ``recommend`` signature (`export.recommend`).
+        before_publish: ``(version folder being built, manifest)`` -> None, run
+            after parity passed and before the version is renamed into place;
+            what it writes there is checksummed into the manifest with the rest
+            (``tfrec export --web-demo`` writes ``web/`` this way).
 
     Returns:
         The path of the new version folder.
 
     Raises:
-        ExportError: conversion or parity failed, or the version exists; nothing
+        ExportError: conversion or parity failed (a TensorFlow op ONNX cannot
+            take is named with its Keras layer), or the version exists; nothing
             was written in that case.
         ValueError: a bad ``name`` (checked before any work).
     """
@@ -515,6 +565,7 @@ def export_model(
             "ids outside [0, num_ids) look up all-zero embeddings "
             "(tfrec.layers.IdEmbedding), identically in TF and ONNX"
         ),
+        before_publish=before_publish,
     )
 
 
@@ -538,6 +589,7 @@ def write_version(
     opset: int,
     oov_policy: str,
     extra_manifest: Callable[[], dict] | None = None,
+    before_publish: Callable[[Path, dict], None] | None = None,
 ) -> Path:
     """The versioned, atomic, parity-checked artifact writer behind every export.
 
@@ -545,7 +597,10 @@ def write_version(
     ``path``; it is converted to ONNX, ``extra_files`` are copied in, and
     ``reference`` (called as ``reference(feed, training=False)``) is compared
     with both runtimes on ``make_batches()``. The version folder is built under
-    a hidden temporary name and renamed into place only when parity passes.
+    a hidden temporary name and renamed into place only when parity passes;
+    ``before_publish(folder, manifest)`` may add files just before (they are
+    checksummed with the rest). The warm-up file holds records for every
+    signature (`export.warmup`).
     """
     from export.golden import write_golden
     from export.parity import check_parity, load_saved_model_tf1
@@ -566,15 +621,26 @@ def write_version(
     _clean_stale_tmp(model_dir)
     try:
         started = time.time()
-        save(tmp)
+        try:
+            with _unsupported_op_logs():
+                save(tmp)
+        except Exception:
+            # save() may convert extra graphs (recommend.onnx) and fail on them in
+            # onnxruntime; an op ONNX cannot take is the error worth reporting.
+            for path in sorted(tmp.glob("*.onnx")):
+                check_onnx_ops(path, reference)
+            raise
         onnx_path = tmp / ONNX_FILE
-        _convert_to_onnx(tmp, onnx_path, ins, outs, opset)
+        _convert_to_onnx(tmp, onnx_path, ins, outs, opset, reference=reference)
         for rel, src in (extra_files or {}).items():
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
         batches = make_batches()
-        warmup = write_warmup(tmp, name, batches[: len(batch_sizes)])
+        extra = extra_manifest() if extra_manifest else {}
+        warmup = write_warmup(  # every signature, recommend's with k and exclude
+            tmp, name, batches[: len(batch_sizes)], recommend=extra.get("recommend")
+        )
         report = check_parity(
             reference,
             saved_model_dir=tmp,
@@ -611,7 +677,7 @@ def write_version(
             + [MANIFEST],
             "parity": report,
             "golden": golden,
-            **(extra_manifest() if extra_manifest else {}),
+            **extra,
         }
         atomic_write_json(tmp / MANIFEST, manifest)
         if not (report["onnx"]["passed"] and report["saved_model"]["passed"]):
@@ -619,6 +685,8 @@ def write_version(
                 "Parity check failed; no version written. Report: "
                 + json.dumps(report, default=jsonable)
             )
+        if before_publish is not None:
+            before_publish(tmp, manifest)
         # Re-check the artifact loads the way TF Serving loads it, from its final
         # contents, before it becomes visible.
         load_saved_model_tf1(tmp).close()
@@ -661,11 +729,16 @@ def _out_of_vocabulary_batch(batch: Mapping[str, np.ndarray]) -> dict | None:
     return out if changed else None
 
 
-def _convert_to_onnx(saved_model_dir: Path, onnx_path: Path, ins, outs, opset) -> None:
+def _convert_to_onnx(
+    saved_model_dir: Path, onnx_path: Path, ins, outs, opset, *, reference=None
+) -> None:
     """Converts the SavedModel's ``serving_default`` signature with tf2onnx.
 
     Converting the signature (not the Keras object) makes the ONNX graph the same
-    computation TF Serving runs.
+    computation TF Serving runs. tf2onnx leaves a TensorFlow op it has no
+    conversion for in the graph (and only logs it); :func:`check_onnx_ops` turns
+    that into an `ExportError` naming the op and the Keras layer of ``reference``
+    it came from.
     """
     import tensorflow as tf
     import tf2onnx
@@ -684,12 +757,14 @@ def _convert_to_onnx(saved_model_dir: Path, onnx_path: Path, ins, outs, opset) -
     def serve(*args):
         return signature(**dict(zip(names, args, strict=True)))
 
-    if _uses_lookup_tables(signature):
-        proto = _convert_with_tables(saved_model_dir, onnx_path, opset)
-    else:
-        proto, _ = tf2onnx.convert.from_function(
-            serve, input_signature=specs, opset=opset, output_path=str(onnx_path)
-        )
+    with _unsupported_op_logs():
+        if _uses_lookup_tables(signature):
+            proto = _convert_with_tables(saved_model_dir, onnx_path, opset)
+        else:
+            proto, _ = tf2onnx.convert.from_function(
+                serve, input_signature=specs, opset=opset, output_path=str(onnx_path)
+            )
+    check_onnx_ops(proto, reference, opset=opset)
     got_in = sorted(i.name for i in proto.graph.input)
     got_out = sorted(o.name for o in proto.graph.output)
     want_out = sorted(s["name"] for s in outs)
@@ -698,6 +773,134 @@ def _convert_to_onnx(saved_model_dir: Path, onnx_path: Path, ins, outs, opset) -
             f"ONNX graph names differ from the model's: inputs {got_in} vs {sorted(names)},"
             f" outputs {got_out} vs {want_out}."
         )
+
+
+# Domains onnxruntime's CPU build runs besides standard ONNX (checked against
+# onnx.defs): its own contrib ops. Anything else (tf2onnx's "ai.onnx.contrib" for
+# onnxruntime-extensions, or a TF op left as is) does not load.
+_RUNTIME_DOMAINS = ("com.microsoft",)
+
+
+def unsupported_onnx_ops(proto) -> list[tuple[str, str, str]]:
+    """``(op_type, domain, node name)`` of every node of ``proto`` (subgraphs of
+    ``Loop``/``If``/``Scan`` included) that is neither a standard ONNX / ONNX-ML
+    op of the model's opset nor an onnxruntime contrib op."""
+    import onnx
+
+    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    bad = []
+
+    def walk(graph):
+        for node in graph.node:
+            domain = node.domain or "ai.onnx"
+            if domain in ("ai.onnx", "ai.onnx.ml"):
+                version = opsets.get(domain, 1)
+                try:
+                    onnx.defs.get_schema(node.op_type, version, node.domain)
+                except onnx.defs.SchemaError:
+                    bad.append((node.op_type, domain, node.name))
+            elif domain not in _RUNTIME_DOMAINS:
+                bad.append((node.op_type, domain, node.name))
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(proto.graph)
+    return bad
+
+
+def keras_layer_of(node_name: str, model) -> tuple[str, str] | None:
+    """``(layer path, class name)`` of the innermost Keras layer of ``model``
+    (nested models and layers included) whose name scope holds the TensorFlow
+    node ``node_name`` (``neumf_1/user_hash_1/hash`` -> ``user_hash``); None when
+    the node is outside every layer (the export's own graph code)."""
+    found: dict[str, tuple[str, str]] = {}
+
+    def walk(layer, prefix):
+        children = getattr(layer, "layers", None)
+        if children is None and hasattr(layer, "_flatten_layers"):
+            children = list(layer._flatten_layers(include_self=False, recursive=False))
+        for child in children or []:
+            path = f"{prefix}{child.name}"
+            found.setdefault(child.name, (path, type(child).__name__))
+            walk(child, path + "/")
+
+    if model is None:
+        return None
+    walk(model, "")
+    scopes = node_name.split("/")[:-1]  # the last part names the op itself
+    for scope in reversed(scopes):
+        for candidate in (scope, re.sub(r"_\d+$", "", scope)):
+            if candidate in found:
+                return found[candidate]
+    return None
+
+
+def check_onnx_ops(proto_or_path, reference=None, *, opset: int | None = None) -> None:
+    """Raises `ExportError` when the converted graph holds an op ONNX cannot take,
+    naming each op, its TensorFlow node and the Keras layer of ``reference``
+    (the model being exported) it came from."""
+    import onnx
+
+    if isinstance(proto_or_path, (str, os.PathLike)):
+        where = Path(proto_or_path).name
+        try:
+            proto = onnx.load(str(proto_or_path), load_external_data=False)
+        except Exception:  # an unreadable file is reported by its own error
+            return
+    else:
+        where, proto = ONNX_FILE, proto_or_path
+    bad = unsupported_onnx_ops(proto)
+    if not bad:
+        return
+    opset = opset or next(
+        (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None
+    )
+    parts = []
+    for op, domain, node in bad:
+        tf_node = re.sub(r"^(StatefulPartitionedCall/)+", "", node)
+        layer = keras_layer_of(tf_node, reference)
+        origin = (
+            f"Keras layer {layer[0]!r} ({layer[1]})"
+            if layer
+            else "no Keras layer (the export's own graph code)"
+        )
+        extra = "" if domain == "ai.onnx" else f" (domain {domain})"
+        parts.append(f"{op}{extra} from {origin}, TensorFlow node {tf_node!r}")
+    raise ExportError(
+        f"ONNX (opset {opset}) cannot take the TensorFlow op "
+        + "; ".join(dict.fromkeys(parts))
+        + f" ({where}: tf2onnx has no conversion for it). No version written. "
+        "Replace that layer with ONNX-convertible ops (for hashing, a "
+        "StringLookup/IntegerLookup vocabulary), or keep it outside the model."
+    )
+
+
+class _unsupported_op_logs:
+    """Keeps tf2onnx's "op is not supported" log lines off the console: the
+    export raises a clearer error naming the op and its layer instead."""
+
+    _NAMES = ("tf2onnx.tfonnx",)
+
+    def filter(self, record) -> bool:
+        text = record.getMessage()
+        return not ("is not supported" in text or text.startswith("Unsupported ops"))
+
+    def __enter__(self):
+        import logging
+
+        for name in self._NAMES:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        for name in self._NAMES:
+            logging.getLogger(name).removeFilter(self)
+        return False
 
 
 def _uses_lookup_tables(concrete_function) -> bool:

@@ -47,7 +47,9 @@ def export_run(
             versions of that folder (default: keep all).
         web_demo: Also write ``<version>/web/`` (`export.webdemo`), a browser page
             running the main graph's ONNX in onnxruntime-web, or the first graph
-            a page can drive (a user-item scorer or a session model).
+            a page can drive (a user-item scorer or a session model). It is
+            written before the version is published and listed with its sha256
+            in the manifest.
         optimize, int8: Also write ``model.opt.onnx`` / ``model.int8.onnx`` with
             their own parity reports (`export.optimize`).
 
@@ -101,6 +103,13 @@ def export_run(
     for graph_name, graph in serving.items():
         info = model_info(graph.name)
         kwargs = graph.kwargs
+        page = None
+        if graph_name == demo:  # written into the version before it is published
+            from export.webdemo import write_web_demo
+
+            def page(tmp, manifest):
+                write_web_demo(tmp, manifest=manifest)
+
         paths[graph_name] = path = export_model(
             graph.model,
             folders[graph_name],
@@ -121,6 +130,7 @@ def export_run(
             extra_files=extra,
             input_notes=recipe.input_notes(graph.name),
             oov_policy=recipe.oov_policy,
+            before_publish=page,
         )
         if verbose:
             report = json.loads((path / "manifest.json").read_text())["parity"]
@@ -142,13 +152,10 @@ def export_run(
             if verbose and removed:
                 print(f"  kept the newest {keep} version(s) of {path.parent}; removed "
                       f"{', '.join(map(str, removed))}")
-    if demo is not None:
-        from export.webdemo import write_web_demo
-
-        web = write_web_demo(paths[demo])
-        if verbose:
-            print(f"Web demo of {demo} -> {web}/index.html (serve {paths[demo]} over "
-                  f"http: python -m http.server -d {paths[demo]}, open /web/)")
+    if demo is not None and verbose:
+        web = paths[demo] / "web"
+        print(f"Web demo of {demo} -> {web}/index.html (serve {paths[demo]} over "
+              f"http: python -m http.server -d {paths[demo]}, open /web/)")
     return paths
 
 

@@ -18,6 +18,9 @@ built, runs the reference (Keras) on them and writes into the version folder:
   so ``Float32Array.from`` gives back the same float32), non-finite ones the strings ``"NaN"``,
   ``"Infinity"``, ``"-Infinity"``; strings are strings; bools are true/false.
 
+Both files are listed with their sha256 in the manifest; :func:`load_golden` and
+``js/check_onnx.mjs`` verify them before use.
+
 An output passes when ``|x - ref| <= atol + rtol * |ref|`` elementwise, with the
 manifest's parity tolerance (``export.parity.compare``), and has the same dtype
 and shape.
@@ -147,8 +150,16 @@ def write_golden(
     }
 
 
-def load_golden(version_dir: str | Path) -> tuple[dict, dict]:
-    """``(inputs, outputs)`` of ``golden.npz`` as dicts of arrays."""
+def load_golden(version_dir: str | Path, *, verify: bool = True) -> tuple[dict, dict]:
+    """``(inputs, outputs)`` of ``golden.npz`` as dicts of arrays.
+
+    ``verify``: first check the file's size and sha256 against the version's
+    ``manifest.json``; a modified file raises `export.artifact.ExportError`
+    naming it (so a runtime is never checked against altered references)."""
+    if verify:
+        from export.artifact import verify_listed
+
+        verify_listed(version_dir, [GOLDEN_NPZ])
     with np.load(Path(version_dir) / GOLDEN_NPZ, allow_pickle=False) as z:
         ins = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("input/")}
         outs = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("output/")}

@@ -6,6 +6,10 @@ real requests do not pay for lazy initialisation; a record that fails to run mak
 the version fail to load. Each record here is a ``predict_log.request`` (a
 ``PredictRequest`` naming the model and the signature) holding one of the export's
 parity batches, checked against the SavedModel's signature before it is written.
+Every signature of the SavedModel is warmed up: ``serving_default`` (and Keras'
+twin ``serve``) with the batches, ``recommend`` with their query plus ``k`` and
+``exclude``. The file is listed with its sha256 in the manifest, and
+:func:`read_warmup` checks it before reading.
 """
 
 from __future__ import annotations
@@ -105,80 +109,182 @@ def _checked(
     return out
 
 
+RECOMMEND_INPUTS = ("k", "exclude")  # request inputs of export.recommend's signature
+
+
+def saved_model_signatures(saved_model_dir: str | os.PathLike) -> list[str]:
+    """The callable signatures of the ``serve`` MetaGraph, ``serving_default``
+    first (TF Serving's default), then the others sorted."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = Path(saved_model_dir) / "saved_model.pb"
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString(path.read_bytes())
+    metas = [m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags]
+    if not metas:
+        raise ExportError(f"{path} has no MetaGraph tagged 'serve'.")
+    keys = sorted(k for k in metas[0].signature_def if not k.startswith("__"))
+    return sorted(keys, key=lambda k: k != "serving_default")
+
+
+def _recommend_requests(
+    batches: Sequence[Mapping[str, np.ndarray]],
+    inputs: Mapping[str, tuple],
+    signature: str,
+    recommend: Mapping | None,
+) -> list[dict]:
+    """One request per batch for a ``recommend``-style signature (inputs ``k`` and
+    ``exclude``): the batch's query inputs, ``k`` = the whole catalogue for the
+    first batch and ``min(3, N)`` for the others, and 2 exclusion ids per row
+    (padding -1 included). A query input the batches lack (AutoRec's user index)
+    comes from the manifest's ``rest_body`` example, repeated per row."""
+    if not recommend or not recommend.get("available"):
+        raise ExportError(
+            f"Warm-up for signature {signature!r} needs its catalogue (the manifest's "
+            "recommend entry); none was given. No version written."
+        )
+    n = int(recommend["catalogue_size"])
+    example = (recommend.get("rest_body") or {}).get("inputs") or {}
+    rng = np.random.default_rng(0)
+    out = []
+    for i, batch in enumerate(batches):
+        query = {}
+        for key in inputs:
+            if key in RECOMMEND_INPUTS:
+                continue
+            if key in batch:
+                query[key] = np.asarray(batch[key])
+            elif key not in example:
+                raise ExportError(
+                    f"Warm-up batch {i} has no input {key!r} for signature "
+                    f"{signature!r}, and the manifest gives no example of it. No "
+                    "version written."
+                )
+        arrays = [np.asarray(v) for v in (query or batch).values()]
+        rows = [len(v) for v in arrays if v.ndim]
+        b = rows[0] if rows else 1
+        for key in inputs:
+            if key not in RECOMMEND_INPUTS and key not in query:
+                row = np.asarray(example[key])[:1]
+                query[key] = np.repeat(row, b, axis=0)
+        k = n if i == 0 else min(3, n)
+        exclude = rng.integers(-1, n, (b, 2)).astype(np.int64)
+        out.append({**query, "k": np.asarray(k, np.int64), "exclude": exclude})
+    return out
+
+
 def write_warmup(
     version_tmp_dir: str | os.PathLike,
     name: str,
     batches: Sequence[Mapping[str, np.ndarray]],
-    signature: str = "serving_default",
+    signatures: Sequence[str] | None = None,
+    *,
+    recommend: Mapping | None = None,
 ) -> dict:
-    """Writes one ``PredictionLog`` record per batch into the (not yet renamed)
-    version folder, after checking every batch against ``signature``.
+    """Writes ``PredictionLog`` records for every signature into the (not yet
+    renamed) version folder, after checking every request against its signature.
+
+    Each signature gets one record per batch: ``serving_default`` (and Keras'
+    twin ``serve``) the batches themselves, a ``recommend`` signature the
+    batches' query with ``k`` and ``exclude`` (:func:`_recommend_requests`).
+    ``serving_default``'s records come first.
 
     Args:
         version_tmp_dir: the version folder being built (holds ``saved_model.pb``).
         name: the model name TF Serving serves it under (``model_spec.name``).
-        batches: input dicts keyed by the signature's input names.
-        signature: the signature the records call.
+        batches: input dicts keyed by the model's input names.
+        signatures: the signatures to warm up (default: every one in the
+            SavedModel's ``serve`` MetaGraph).
+        recommend: the manifest's ``recommend`` entry (catalogue size, example
+            request), needed when a signature takes ``k`` and ``exclude``.
 
     Returns:
-        The manifest entry: ``file``, ``signature``, ``records``, ``batch_sizes``,
-        ``inputs`` (the input names).
+        The manifest entry: ``file``, ``records`` (all of them),
+        ``signatures`` (``{signature: {"records", "batch_sizes", "inputs"}}``),
+        and ``signature``/``batch_sizes``/``inputs`` of the first signature.
 
     Raises:
-        ExportError: a batch lacks an input, has one the signature lacks, or has
-            the wrong dtype or shape; the file is not written then.
+        ExportError: a request lacks an input, has one the signature lacks, or has
+            the wrong dtype or shape, or the file does not read back; the file is
+            not written then (the caller removes the version folder).
     """
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     if not batches:
         raise ExportError("Warm-up needs at least one batch; none given.")
-    if len(batches) > MAX_RECORDS:
+    keys = list(signatures) if signatures else saved_model_signatures(version_tmp_dir)
+    records, entries = [], {}
+    for signature in keys:
+        inputs = signature_inputs(version_tmp_dir, signature)
+        if set(RECOMMEND_INPUTS) <= set(inputs):
+            requests = _recommend_requests(batches, inputs, signature, recommend)
+        else:
+            requests = list(batches)
+        sizes = []
+        for i, batch in enumerate(requests):
+            where = f"batch {i}" + (
+                "" if signature == "serving_default" else f" of signature {signature!r}"
+            )
+            tensors = _checked(batch, inputs, where)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = name
+            request.model_spec.signature_name = signature
+            for key, value in tensors.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            records.append(log.SerializeToString())
+            rows = [v.shape[0] for v in tensors.values() if v.ndim]
+            sizes.append(int(rows[0]) if rows else 0)
+        entries[signature] = {
+            "records": len(requests), "batch_sizes": sizes, "inputs": sorted(inputs),
+        }  # fmt: skip
+    if len(records) > MAX_RECORDS:
         raise ExportError(
-            f"{len(batches)} warm-up batches; TF Serving reads at most {MAX_RECORDS}."
+            f"{len(records)} warm-up records; TF Serving reads at most {MAX_RECORDS}."
         )
-    inputs = signature_inputs(version_tmp_dir, signature)
-    records, sizes = [], []
-    for i, batch in enumerate(batches):
-        tensors = _checked(batch, inputs, f"batch {i}")
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = name
-        request.model_spec.signature_name = signature
-        for key, value in tensors.items():
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-        log = prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request)
-        )
-        records.append(log.SerializeToString())
-        sizes.append(int(next(iter(tensors.values())).shape[0]) if tensors else 0)
     path = Path(version_tmp_dir) / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for record in records:
             writer.write(record)
-    back = read_warmup(version_tmp_dir)
+    back = read_warmup(version_tmp_dir, verify=False)
     if len(back) != len(records):
         raise ExportError(
             f"{path} reads back {len(back)} records, {len(records)} were written."
         )
+    first = entries[keys[0]]
     return {
         "file": WARMUP_FILE,
-        "signature": signature,
         "records": len(records),
-        "batch_sizes": sizes,
-        "inputs": sorted(inputs),
+        "signatures": entries,
+        "signature": keys[0],
+        "batch_sizes": first["batch_sizes"],
+        "inputs": first["inputs"],
     }
 
 
-def read_warmup(version_dir: str | os.PathLike) -> list[dict]:
+def read_warmup(version_dir: str | os.PathLike, *, verify: bool = True) -> list[dict]:
     """The records of a version's warm-up file, each ``{"model_name",
-    "signature_name", "inputs": {name: np.ndarray}}`` (strings as ``bytes``)."""
+    "signature_name", "inputs": {name: np.ndarray}}`` (strings as ``bytes``).
+
+    ``verify``: first check the file's size and sha256 against the version's
+    ``manifest.json`` (`export.artifact.verify_files`); a modified file raises
+    `ExportError` naming it. Only the export itself, building the version, reads
+    with ``verify=False``.
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
     path = Path(version_dir) / WARMUP_FILE
     if not path.is_file():
         raise ExportError(f"No warm-up file: {path} is missing.")
+    if verify:
+        from export.artifact import verify_listed
+
+        verify_listed(version_dir, [WARMUP_FILE])
     out = []
     try:
         for raw in tf.data.TFRecordDataset(str(path)):

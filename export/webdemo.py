@@ -13,6 +13,12 @@ Layout written into an exported version::
 
 Serve ``<version>/`` over http (``python -m http.server -d <version>``; wasm does
 not load from ``file://``) and open ``/web/``. The page fetches ``../model.onnx``.
+``tfrec export RUN --web-demo`` writes ``web/`` inside the version folder while it
+is still being built, before the atomic rename, so the page's files are listed
+with their sha256 in ``manifest.json`` and verified like every other file, and a
+killed export never leaves a half-written page. ``write_web_demo`` on an already
+published version (``tfrec export --all``'s browser check) keeps a ``web/`` the
+manifest lists and verifies it; otherwise it adds one atomically (not listed).
 Two kinds of export are supported: user-item scorers (inputs ``user_id`` and
 ``item_id``: every item is scored for the user, seen items are left out when the
 vocab has ``seen.npz``) and whole-session models (input ``session_items``, as
@@ -72,14 +78,17 @@ def ort_web_dist(ort_dist: str | os.PathLike | None = None) -> Path:
     return dist
 
 
-def demo_data(version_dir: str | os.PathLike) -> dict:
+def demo_data(version_dir: str | os.PathLike, manifest: dict | None = None) -> dict:
     """What the page needs from the export: its kind, the output to rank by, item
-    ids and titles, users and their seen items (CSR), an example session."""
+    ids and titles, users and their seen items (CSR), an example session.
+    ``manifest``: the manifest of a version still being built (default: read and
+    verify ``version_dir/manifest.json``)."""
     from export.artifact import load_manifest
     from tfrec.training.runner import read_vocab
 
     path = Path(version_dir)
-    manifest = load_manifest(path)
+    if manifest is None:
+        manifest = load_manifest(path)
     kind = demo_kind(manifest)
     if kind is None:
         raise ValueError(
@@ -120,13 +129,26 @@ def demo_data(version_dir: str | os.PathLike) -> dict:
     return data
 
 
+def web_files(manifest: dict) -> list[str]:
+    """The ``web/`` files the manifest lists (checksummed), sorted."""
+    return sorted(f for f in manifest.get("checksums", {}) if f.startswith(f"{WEB_DIR}/"))
+
+
 def write_web_demo(
-    version_dir: str | os.PathLike, *, ort_dist: str | os.PathLike | None = None
+    version_dir: str | os.PathLike,
+    *,
+    manifest: dict | None = None,
+    ort_dist: str | os.PathLike | None = None,
 ) -> Path:
     """Writes ``<version_dir>/web/`` (replacing an older one atomically).
 
     Args:
-        version_dir: An exported version with ``model.onnx`` and ``vocab/``.
+        version_dir: An exported version with ``model.onnx`` and ``vocab/``, or
+            the version folder an export is building (then pass ``manifest``).
+        manifest: The manifest of the version being built (`export.artifact`'s
+            ``before_publish`` hook); its checksums, added at publication, then
+            cover ``web/``. Without it, the version's ``manifest.json`` is read
+            and verified, and a ``web/`` it lists is verified and kept as is.
         ort_dist: onnxruntime-web's ``dist`` folder (default: the repo's
             ``js/node_modules/onnxruntime-web/dist``, or ``$TFREC_ORT_WEB_DIST``).
 
@@ -136,9 +158,16 @@ def write_web_demo(
     Raises:
         ValueError: the export is neither a user-item scorer nor a session model.
         FileNotFoundError: no vocabulary in the export, or no onnxruntime-web files.
+        ExportError: a published version's files (``web/`` included) do not
+            match its manifest.
     """
     path = Path(version_dir)
-    data = demo_data(path)
+    if manifest is None:
+        from export.artifact import load_manifest
+
+        if web_files(load_manifest(path)):  # load_manifest verified every file
+            return path / WEB_DIR
+    data = demo_data(path, manifest)
     dist = ort_web_dist(ort_dist)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-web-", dir=path))
     try:

@@ -4,7 +4,9 @@
 API the way TF Serving does (``TF_LoadSessionFromSavedModel``, tag ``serve``, which
 restores the variables and runs the init op), reads the SignatureDefs from the
 MetaGraphDef, and runs a signature on inputs from a file, or replays the version's
-warm-up records. This module compiles it (once, cached) and drives it.
+warm-up records. This module compiles it (once, cached) and drives it; before
+the program runs, the files it will read are checked against the sha256 the
+version's manifest records (:func:`verify_saved_model`).
 
 Example:
     >>> from export.tfserving import run_loader, replay_warmup
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import struct
@@ -231,6 +234,7 @@ def run(
     signature: str = "serving_default",
     no_init: bool = False,
     timeout: float = 120,
+    verify: bool = True,
 ) -> list[dict[str, np.ndarray]]:
     """One loader process: loads the version once, runs ``signature`` on
     ``inputs`` (if given), then replays the warm-up file (if ``warmup``).
@@ -242,6 +246,8 @@ def run(
         signature: the SignatureDef key ``inputs`` are fed to.
         no_init: debug: skip the SavedModel's init op (tables stay uninitialised).
         timeout: seconds before the program is killed.
+        verify: check the SavedModel's and the warm-up file's sha256 against the
+            manifest first (:func:`verify_saved_model`).
 
     Returns:
         One ``{signature output key: array}`` per run (strings as ``bytes``): the
@@ -253,18 +259,69 @@ def run(
     job = dict(
         inputs=inputs, warmup=warmup, signature=signature, no_init=no_init
     )  # fmt: skip
-    (out,) = run_many([(version_dir, job)], timeout=timeout)
+    (out,) = run_many([(version_dir, job)], timeout=timeout, verify=verify)
     return out
 
 
+# What the loader reads of a version: the SavedModel and the warm-up file.
+_LOADED_PREFIXES = ("variables/", "assets/", "assets.extra/")
+_LOADED_FILES = ("saved_model.pb", "fingerprint.pb")
+
+
+def verify_saved_model(version_dir: str | os.PathLike) -> None:
+    """Checks the size and sha256 of every file the loader reads
+    (``saved_model.pb``, ``variables/``, ``assets/``, the warm-up file) against
+    the version's ``manifest.json`` (`export.artifact.verify_listed`).
+
+    A folder without ``saved_model.pb`` is left to the loader, which names what
+    is missing.
+
+    Raises:
+        LoaderError: the manifest is missing or lists no checksums, or a file is
+            unlisted, missing or modified (naming the file).
+    """
+    from export.artifact import MANIFEST, ExportError, verify_listed
+
+    root = Path(version_dir)
+    if not (root / "saved_model.pb").is_file():
+        return
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise LoaderError(
+            f"{root / MANIFEST} is missing, so the SavedModel at {root} cannot be "
+            "verified before loading (verify=False loads it unchecked)."
+        ) from None
+    except (OSError, ValueError) as err:
+        raise LoaderError(f"{root / MANIFEST} is corrupt: {err}") from err
+    listed = manifest.get("checksums") or {}
+    rels = {"saved_model.pb"} | {
+        r for r in listed if r in _LOADED_FILES or r.startswith(_LOADED_PREFIXES)
+    }
+    try:
+        verify_listed(root, sorted(rels), manifest)
+    except ExportError as err:
+        raise LoaderError(str(err)) from err
+
+
 def run_many(
-    jobs: list[tuple[str | os.PathLike, Mapping]], *, timeout: float = 600
+    jobs: list[tuple[str | os.PathLike, Mapping]],
+    *,
+    timeout: float = 600,
+    verify: bool = True,
 ) -> list[list[dict[str, np.ndarray]]]:
     """Several versions through one loader process (TensorFlow's start-up, about
     0.2-0.8 s, is paid once). Each job is ``(version_dir, {"inputs", "warmup",
     "signature", "no_init"})`` (keys optional, as in :func:`run`); returns each
     job's outputs as :func:`run` does. The first failure stops the process and
-    raises `LoaderError` naming that job's folder."""
+    raises `LoaderError` naming that job's folder.
+
+    ``verify``: before the process starts, check every file the loader will
+    read against each version's manifest (:func:`verify_saved_model`); a
+    modified file raises `LoaderError` naming it."""
+    if verify:
+        for version_dir, _ in jobs:
+            verify_saved_model(version_dir)
     with tempfile.TemporaryDirectory(prefix="tfrec-loader-") as tmp:
         args, outs = [], []
         for i, (version_dir, job) in enumerate(jobs):
@@ -299,10 +356,14 @@ def replay_warmup(
     return run(version_dir, warmup=True, **kwargs)
 
 
-def signatures(version_dir: str | os.PathLike, *, timeout: float = 120) -> dict:
+def signatures(
+    version_dir: str | os.PathLike, *, timeout: float = 120, verify: bool = True
+) -> dict:
     """``{signature: {"inputs"|"outputs": {key: (tensor, dtype, shape)}}}`` as the
     loader reads them from the MetaGraphDef (shape ``None`` = unknown rank, -1 =
-    any size)."""
+    any size). ``verify`` as in :func:`run_many`."""
+    if verify:
+        verify_saved_model(version_dir)
     out: dict = {}
     current = None
     for line in _run([str(Path(version_dir).absolute())], timeout).stdout.splitlines():

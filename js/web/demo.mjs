@@ -4,6 +4,9 @@
 // Written by `tfrec export --web-demo` next to an export:
 //   <version>/web/index.html, demo.mjs, data.json, ort/ (onnxruntime-web files)
 // Serve <version>/ over http (wasm does not load from file://) and open web/.
+// The page checks model.onnx and data.json against the sha256 in ../manifest.json
+// before using them (SubtleCrypto: http://localhost or https); a modified file is
+// an error naming it.
 
 import * as ort from './ort/ort.wasm.min.mjs';
 
@@ -52,14 +55,46 @@ function render(data, scores, picked) {
   });
 }
 
+function hex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The bytes of `rel` (relative to the version folder), checked against the
+ * manifest's size and sha256 (`optional`: an unlisted file is returned as is).
+ * Without SubtleCrypto (plain http on a non-local host) only the size is
+ * checked. */
+async function verified(manifest, rel, { optional = false } = {}) {
+  const want = manifest.checksums?.[rel];
+  if (!want && !optional) {
+    throw new Error(`${rel} is not listed in manifest.json's checksums; re-export`);
+  }
+  const response = await fetch(new URL(`../${rel}`, window.location.href));
+  if (!response.ok) throw new Error(`${rel}: HTTP ${response.status}`);
+  const bytes = await response.arrayBuffer();
+  if (!want) return bytes;
+  const sha256 = globalThis.crypto?.subtle
+    ? hex(await crypto.subtle.digest('SHA-256', bytes)) : want.sha256;
+  if (bytes.byteLength !== want.size || sha256 !== want.sha256) {
+    throw new Error(`${rel} was modified or is corrupt: its sha256 ${sha256.slice(0, 12)}... `
+      + `(${bytes.byteLength} bytes) differs from manifest.json's ${want.sha256.slice(0, 12)}... `
+      + `(${want.size} bytes); re-export the model`);
+  }
+  return bytes;
+}
+
 async function main() {
-  const data = await (await fetch('./data.json')).json();
+  const manifest = await (await fetch('../manifest.json')).json();
+  // A page added to an already published version (export.webdemo) is not listed.
+  const raw = await verified(manifest, 'web/data.json', { optional: true });
+  const data = JSON.parse(new TextDecoder().decode(raw));
+  data.version = manifest.version;  // the number the version was published under
+  const model = await verified(manifest, data.onnx.replace(/^\.\.\//, ''));
   ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
   // Without cross-origin isolation (COOP/COEP headers) wasm threads are off anyway.
   ort.env.wasm.numThreads = 1;
   const started = performance.now();
   const session = await ort.InferenceSession.create(
-    new URL(data.onnx, window.location.href).href,
+    new Uint8Array(model),
     { executionProviders: ['wasm'] },
   );
   const loadMs = performance.now() - started;
@@ -67,7 +102,8 @@ async function main() {
   const itemIndex = new Map(data.items.map((id, i) => [id, i]));
   $('title').textContent = `${data.name} (version ${data.version})`;
   $('meta').textContent = `${data.keras_model_name}: ${n} items, output "${data.output}"; `
-    + `onnxruntime-web ${ort.env.versions?.web ?? ''} (wasm), model loaded in ${loadMs.toFixed(0)} ms`;
+    + `onnxruntime-web ${ort.env.versions?.web ?? ''} (wasm), model loaded in ${loadMs.toFixed(0)} ms`
+    + (globalThis.crypto?.subtle ? '; sha256 of the model checked against manifest.json' : '');
 
   if (!data.titles) document.querySelector('th.title').hidden = true;
   const params = new URLSearchParams(window.location.search);

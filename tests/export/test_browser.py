@@ -80,6 +80,7 @@ def _onnx(path):
 def _check_page(page, want, vocab):
     assert page["state"] == "done", page
     assert "onnxruntime-web 1.30" in page["meta"]
+    assert "sha256 of the model checked against manifest.json" in page["meta"]
     assert not [c for c in page["console"] if c.startswith(("error", "pageerror"))]
     assert [r["rank"] for r in page["items"]] == list(range(1, K + 1))
     assert [r["id"] for r in page["items"]] == [i for i, _ in want]
@@ -159,6 +160,33 @@ def test_gru4rec_page_shows_next_items_for_a_typed_session(gru4rec_run, serve, t
     assert not set(r["index"] for r in page["items"]) & {0, *idx}
     keras_recs = recipe_for("gru4rec").recommend("gru4rec", result.serving, vocab, session, k=K)
     assert [i for i, _ in keras_recs] == [r["id"] for r in page["items"]]
+
+
+def test_page_refuses_a_modified_model_or_data_file(gru4rec_run, serve, tmp_path):
+    """The page checks model.onnx and web/data.json against the manifest's
+    sha256 (SubtleCrypto) before it loads them: one changed byte is an error on
+    the page naming the file."""
+    import shutil
+
+    run, _ = gru4rec_run
+    path = export_run(run, base_dir=tmp_path, web_demo=True, graphs=["gru4rec"],
+                      verbose=False)["gru4rec"]
+    node_package("playwright-core")
+    chromium()
+    for rel in ("model.onnx", "web/data.json"):
+        copy = shutil.copytree(path, tmp_path / "copies" / rel.replace("/", "_"))
+        data = bytearray((copy / rel).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (copy / rel).write_bytes(bytes(data))
+        proc = subprocess.run(
+            [node(), str(JS / "drive_page.mjs"), f"{serve(copy)}/web/",
+             json.dumps({"session": "1"}), str(tmp_path / f"{copy.name}.png")],
+            capture_output=True, text=True, timeout=180, check=False,
+        )
+        page = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert proc.returncode == 1 and page["state"] == "error", page
+        assert f"Error: {rel} was modified or is corrupt: its sha256" in page["status"]
+        assert page["items"] == []
 
 
 def test_web_demo_refuses_a_graph_it_cannot_drive(gru4rec_run, tmp_path):

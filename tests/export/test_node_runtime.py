@@ -41,14 +41,29 @@ def test_node_matches_golden(name, zoo_exports):
     assert result["tolerance"] == {"atol": tol["atol"], "rtol": tol["rtol"]}
 
 
+def resign(version_dir, rel):
+    """Records ``rel``'s new size and sha256 in the manifest, as if exported so."""
+    import hashlib
+
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    data = (version_dir / rel).read_bytes()
+    manifest["checksums"][rel] = {
+        "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)
+    }
+    (version_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_node_check_fails_on_an_altered_golden_output(zoo_exports, tmp_path):
-    """The check can fail: one golden value moved by 100 x atol is caught."""
+    """The check can fail: one golden value moved by 100 x atol (and its checksum
+    updated to match) is caught; without the update the checksum check refuses
+    the file first (test_serving_contract)."""
     _, path = zoo_exports("neumf")
     copy = shutil.copytree(path, tmp_path / "1")
     doc = json.loads((copy / "golden.json").read_text())
     atol = doc["tolerance"]["atol"]
     doc["outputs"][0]["values"][3] += 100 * atol
     (copy / "golden.json").write_text(json.dumps(doc))
+    resign(copy, "golden.json")  # past the checksum check, to the value check
     code, (bad,) = check_onnx(copy)
     assert code == 1 and not bad["passed"]
     assert bad["problems"] == ["score: 1 values beyond tolerance"]

@@ -123,42 +123,99 @@ def test_loader_matches_keras(loaded, name):
     _MAX_DIFF[name] = report["max_abs_diff"]
 
 
+def _recommend_reference(name, model):
+    """The Keras computation of the export's recommend signature (eager)."""
+    from export.recommend import example_catalogue, plan_recommend
+
+    info = model_info(name)
+    plan, why = plan_recommend(
+        model, name, None, example_catalogue(name, info.test_kwargs)
+    )
+    assert plan is not None, why
+    return plan
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_warmup_replays_to_keras(loaded, name):
+    """Every signature of the SavedModel has warm-up records (serving_default
+    first), and the loader's replay of each equals Keras: the model's outputs for
+    serving_default and its twin ``serve``; for ``recommend`` the eager Keras
+    top-k (`export.recommend.RecommendPlan.reference`) and the Python client's
+    answer (`ExportedModel.recommend`) on the record's query, k and exclude."""
+    from export.recommend import compare_topk
+    from export.serving import ExportedModel
+
     r = loaded(name)
     manifest = r["manifest"]
-    assert WARMUP_FILE in manifest["files"]
-    assert manifest["warmup"]["file"] == WARMUP_FILE
+    assert WARMUP_FILE in manifest["files"] and WARMUP_FILE in manifest["checksums"]
+    warm = manifest["warmup"]
+    assert warm["file"] == WARMUP_FILE
     records = read_warmup(r["path"])
-    assert len(records) == manifest["warmup"]["records"] == len(r["warmup"]) >= 2
-    # The records are the export's parity batches (seed 0, batch sizes 1 and 37).
+    assert len(records) == warm["records"] == len(r["warmup"])
+    sigs = [s for s in signatures(r["path"]) if not s.startswith("__")]
+    assert sorted(warm["signatures"]) == sorted(sigs)
+    has_recommend = manifest["recommend"]["available"]
+    assert ("recommend" in sigs) == has_recommend
+    by_sig: dict[str, list] = {}
+    for record, out in zip(records, r["warmup"], strict=True):
+        assert record["model_name"] == name
+        by_sig.setdefault(record["signature_name"], []).append((record, out))
+    assert records[0]["signature_name"] == "serving_default"
+    assert {s: len(v) for s, v in by_sig.items()} == {
+        s: e["records"] for s, e in warm["signatures"].items()
+    }
+    # serving_default's records are the export's parity batches (seed 0, batch
+    # sizes 1 and 37); `serve` holds the same.
     info = model_info(name)
     rng = np.random.default_rng(0)
     sizes = manifest["parity"]["batch_sizes"]
-    assert manifest["warmup"]["batch_sizes"] == sizes == [1, 37]
+    assert warm["batch_sizes"] == sizes == [1, 37]
     atol, rtol = saved_model_tolerance(name)
-    for size, record, out in zip(sizes, records, r["warmup"], strict=True):
-        assert record["model_name"] == name
-        assert record["signature_name"] == "serving_default"
-        assert sorted(record["inputs"]) == sorted(s["name"] for s in manifest["inputs"])
-        for spec in manifest["inputs"]:
-            got = record["inputs"][spec["name"]]
-            want_dtype = np.dtype(
-                object if spec["dtype"] == "string" else spec["dtype"]
+    batches = [info.example_inputs(info.test_kwargs, b, rng) for b in sizes]
+    for sig in ("serving_default", "serve"):
+        for size, batch, (record, out) in zip(sizes, batches, by_sig[sig], strict=True):
+            assert sorted(record["inputs"]) == sorted(
+                s["name"] for s in manifest["inputs"]
             )
-            assert got.dtype == want_dtype, spec
-            assert got.shape[0] == size
-            assert len(got.shape) == len(spec["shape"])
-            assert all(
-                d is None or d == g
-                for d, g in zip(spec["shape"], got.shape, strict=True)
-            )
-        expected = as_feed(manifest, info.example_inputs(info.test_kwargs, size, rng))
-        for key, value in as_feed(manifest, record["inputs"]).items():
-            np.testing.assert_array_equal(value, expected[key])
-        ref = keras_outputs(r["model"], as_feed(manifest, record["inputs"]))
-        report = compare(ref, out, atol=atol, rtol=rtol)
-        assert report["passed"], report
+            for spec in manifest["inputs"]:
+                got = record["inputs"][spec["name"]]
+                want_dtype = np.dtype(
+                    object if spec["dtype"] == "string" else spec["dtype"]
+                )
+                assert got.dtype == want_dtype, spec
+                assert got.shape[0] == size
+                assert len(got.shape) == len(spec["shape"])
+                assert all(
+                    d is None or d == g
+                    for d, g in zip(spec["shape"], got.shape, strict=True)
+                )
+            expected = as_feed(manifest, batch)
+            for key, value in as_feed(manifest, record["inputs"]).items():
+                np.testing.assert_array_equal(value, expected[key])
+            ref = keras_outputs(r["model"], as_feed(manifest, record["inputs"]))
+            report = compare(ref, out, atol=atol, rtol=rtol)
+            assert report["passed"], (sig, report)
+    if not has_recommend:
+        return
+    plan = _recommend_reference(name, r["model"])
+    client = ExportedModel(r["path"], runtime="saved_model")
+    n = manifest["recommend"]["catalogue_size"]
+    tol = model_info(name).parity
+    ks = []
+    for record, out in by_sig["recommend"]:
+        feed = dict(record["inputs"])
+        k, exclude = int(feed.pop("k")), feed.pop("exclude")
+        ks.append(k)
+        assert exclude.ndim == 2 and exclude.shape[0] == sizes[len(ks) - 1]
+        assert ((exclude >= -1) & (exclude < n)).all()
+        want = plan.reference(feed, k, exclude)
+        assert out["item_ids"].shape == want["item_ids"].shape == (len(exclude), k)
+        report = compare_topk(out, want, tol.atol, tol.rtol)
+        assert report["passed"] and report["ids_compared"] > 0, report
+        python = client.recommend(feed, k, exclude)
+        for key in ("item_ids", "scores"):  # same SavedModel, TF1 loader: bit-equal
+            np.testing.assert_array_equal(out[key], python[key])
+    assert ks == [n, min(3, n)]
 
 
 def test_bit_identical_count():
@@ -217,8 +274,10 @@ def test_bad_version_dirs(loaded, tmp_path):
     shutil.copytree(src, corrupt)
     pb = corrupt / "saved_model.pb"
     pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
+    with pytest.raises(LoaderError, match=r"saved_model\.pb was modified or is corrupt"):
+        run_loader(corrupt, {"x": np.zeros(1)})  # the manifest's sha256, checked first
     with pytest.raises(LoaderError, match="TF_LoadSessionFromSavedModel: "):
-        run_loader(corrupt, {"x": np.zeros(1)})
+        run_loader(corrupt, {"x": np.zeros(1)}, verify=False)  # the C program's own
 
 
 def test_bad_requests(loaded, tmp_path):
@@ -235,15 +294,18 @@ def test_bad_requests(loaded, tmp_path):
         run_loader(r["path"], dict(feed, bogus=np.zeros(5)))
     with pytest.raises(LoaderError, match="no signature 'nope'; the SavedModel has: "):
         run_loader(r["path"], feed, signature="nope")
-    # A flipped byte in the warm-up file fails its CRC check.
+    # A flipped byte in the warm-up file: refused by its sha256 in the manifest,
+    # and (unchecked) by the C program's own CRC check of the record.
     copy = tmp_path / "v"
     shutil.copytree(r["path"], copy)
     warm = copy / WARMUP_FILE
     data = bytearray(warm.read_bytes())
     data[len(data) // 2] ^= 0xFF
     warm.write_bytes(bytes(data))
-    with pytest.raises(LoaderError, match="record 1: data CRC mismatch"):
+    with pytest.raises(LoaderError, match="tf_serving_warmup_requests was modified"):
         run(copy, warmup=True)
+    with pytest.raises(LoaderError, match=r"record \d+: data CRC mismatch"):
+        run(copy, warmup=True, verify=False)
 
 
 def test_warmup_checked_against_signature(loaded, tmp_path):
