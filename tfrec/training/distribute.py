@@ -60,10 +60,15 @@ import keras
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
-#: Recipes whose training step does not run under a strategy, with the reason.
+#: Training models whose own step cannot run under a strategy, with the reason
+#: (any other training model with its own ``train_step`` / ``compute_loss`` is
+#: refused with the generic reason of :func:`check_plan`).
 UNSUPPORTED_STEPS = {
-    "gru4rec": "session-parallel GRU4Rec carries each lane's hidden state from one "
-    "batch to the next; splitting a batch across replicas would break the lanes",
+    "GRU4RecTrainer": "session-parallel GRU4Rec carries each lane's hidden state "
+    "from one batch to the next, so a batch cannot be split across replicas",
+    "MultiOptimizerTrainer": "its own train_step applies one optimizer per "
+    "variable group (FTRL for the wide part) to gradients that are not scaled "
+    "per replica",
 }
 
 _STRATEGY_CACHE: dict[str, Any] = {}
@@ -207,14 +212,14 @@ def install_loss_scaling() -> None:
 
 def check_plan(plan, recipe: str, stage: str, dist: Distribution) -> None:
     """Raises ``ValueError`` when ``plan``'s training step cannot run under
-    ``dist``: a recipe listed in :data:`UNSUPPORTED_STEPS`, or a training model
+    ``dist``: a training model listed in :data:`UNSUPPORTED_STEPS`, or one
     with its own ``train_step`` / ``compute_loss`` (their losses are not scaled
     per replica, so the gradients would not be the one-device gradients)."""
     if dist.strategy is None or plan.trainer is None:
         return
-    reason = UNSUPPORTED_STEPS.get(recipe)
+    cls = type(plan.trainer)
+    reason = UNSUPPORTED_STEPS.get(cls.__name__)
     if reason is None:
-        cls = type(plan.trainer)
         custom = [m for m in ("train_step", "compute_loss")
                   if getattr(cls, m) is not getattr(keras.Model, m)]
         if custom:
