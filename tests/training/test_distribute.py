@@ -50,7 +50,7 @@ json.dump(result, open(sys.argv[1], "w"))
 
 def _max_diff(a, b) -> float:
     assert len(a) == len(b)
-    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b))
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b, strict=True))
 
 
 def test_mirrored_two_devices_equals_one_device(tmp_path):
@@ -86,7 +86,7 @@ def test_shards_are_disjoint_cover_the_epoch_and_are_deterministic():
         out = []
         for x, y in dataset:
             out += zip(x["user_id"].numpy().tolist(), x["item_id"].numpy().tolist(),
-                       y["score"].numpy().tolist())
+                       y["score"].numpy().tolist(), strict=True)
         return out
 
     full = rows(ds, 2)
@@ -102,7 +102,7 @@ def test_shards_are_disjoint_cover_the_epoch_and_are_deterministic():
         sampler.epoch = 2
         for k, (x, _) in enumerate(shard):
             per_replica[2 * w + k % 2].append(x["user_id"].numpy().tolist())
-    rebuilt = [u for batch in zip(*per_replica) for piece in batch for u in piece]
+    rebuilt = [u for batch in zip(*per_replica, strict=True) for piece in batch for u in piece]
     assert rebuilt == [r[0] for r in full]
     assert rows(shards[1], 2) == parts[1]  # same seed, epoch, worker: same rows
     assert rows(shards[1], 3) != parts[1]  # the next epoch: fresh negatives
@@ -159,6 +159,7 @@ def _single_device_weights():
     return tfrec.train("neumf", data, test=False, **SETTINGS).model.get_weights()
 
 
+@pytest.mark.slow
 def test_two_workers_killed_and_restarted_resume_from_the_chiefs_checkpoint(tmp_path):
     """A real two-worker job: worker 1 is SIGKILLed at the end of epoch 2, the
     chief then fails (or is killed), both are restarted with the same command;
@@ -201,14 +202,64 @@ def test_two_workers_killed_and_restarted_resume_from_the_chiefs_checkpoint(tmp_
     assert (run / "metrics.json").is_file() and (run / "model.keras").is_file()
 
 
-@pytest.mark.slow
-def test_two_workers_uninterrupted_equal_one_device(tmp_path):
+def test_two_workers_end_with_identical_weights_equal_to_one_device(tmp_path):
+    """A real two-worker job (two processes, one TF_CONFIG each): both workers
+    end with the same weights, equal to one-device training, the loss goes
+    down, and only the chief writes the run directory."""
     run = tmp_path / "run"
     codes = _wait(_start_workers(run, "only"), timeout=300)
     assert codes == [0, 0], _log(run, "only", 0) + _log(run, "only", 1)
     results = [json.loads(Path(f"{run}.only.w{i}.json").read_text()) for i in (0, 1)]
     assert _max_diff(results[0]["weights"], results[1]["weights"]) == 0.0
+    losses = [r["loss"] for r in results[0]["history"]]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.9 * losses[0]
     assert _max_diff(results[0]["weights"], _single_device_weights()) < 1e-5
+    assert results[0]["run_dir"] == str(run)
+    assert results[1]["run_dir"] != str(run)
+    assert not Path(results[1]["run_dir"]).exists()
+    assert json.loads((run / "config.json").read_text())["strategy"] == "multi-worker"
+    assert (run / "metrics.json").is_file() and (run / "model.keras").is_file()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_restarted_worker_resumes_from_the_chiefs_checkpoint(tmp_path):
+    """The short version of the kill test: a non-chief worker's folder starts
+    as a copy of the chief's resumable state, so a worker restarted after the
+    chief saved epoch 1 resumes at epoch 2 with the chief's weights."""
+    import keras
+
+    import tfrec
+    from tfrec.registry import model_info
+
+    class StopAfterFirst(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise _Stop
+
+    data = model_info("neumf").recipe.synthetic_data(0)
+    settings = {"epochs": 2, "batch_size": 64, "learning_rate": 0.01,
+                "embedding_dim": 4, "seed": 5}
+    chief = tmp_path / "chief"
+    with pytest.raises(_Stop):
+        tfrec.train("neumf", data, out=chief, callbacks=[StopAfterFirst()], **settings)
+    assert (chief / "backup" / "neumf" / "LATEST").read_text().startswith("ckpt-1-")
+    worker = distribute.Distribution("multi-worker", None, 2, 1, is_chief=False)
+    run, tmp = distribute.worker_out(chief, worker)
+    try:
+        assert run != chief and (run / "backup" / "neumf" / "LATEST").is_file()
+        resumed = tfrec.train("neumf", data, out=run, **settings)
+        rows = json.loads((chief / "history.json").read_text())["epochs"]
+        first = [r for r in resumed.history["epochs"] if r["epoch"] == 1]
+        assert first == rows  # epoch 1 was not trained again
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp)
+    assert not (chief / "metrics.json").exists()  # the worker never wrote there
+    straight = tfrec.train("neumf", data, test=False, **settings)
+    assert _max_diff(resumed.model.get_weights(), straight.model.get_weights()) < 1e-6
 
 
 # --------------------------------------------------------------------------- errors
