@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import tfrec  # noqa: E402
 from tfrec.registry import model_info  # noqa: E402
 
-SETTINGS = {"epochs": 4, "batch_size": 64, "learning_rate": 0.01, "embedding_dim": 4,
+SETTINGS = {"epochs": 3, "batch_size": 64, "learning_rate": 0.01, "embedding_dim": 4,
             "seed": 5}
 
 

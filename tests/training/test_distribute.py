@@ -189,9 +189,9 @@ def test_two_workers_killed_and_restarted_resume_from_the_chiefs_checkpoint(tmp_
     results = [json.loads(Path(f"{run}.again.w{i}.json").read_text()) for i in (0, 1)]
     assert _max_diff(results[0]["weights"], results[1]["weights"]) == 0.0
     history = json.loads((run / "history.json").read_text())["epochs"]
-    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
-    # Epochs 1-2 come from the first attempt; only 3-4 ran after the restart.
-    assert [r["time"] < restarted_at for r in history] == [True, True, False, False]
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    # Epochs 1-2 come from the first attempt; only 3 ran after the restart.
+    assert [r["time"] < restarted_at for r in history] == [True, True, False]
     losses = [r["loss"] for r in history]
     assert losses == sorted(losses, reverse=True) and losses[-1] < 0.9 * losses[0]
     assert _max_diff(results[0]["weights"], _single_device_weights()) < 1e-5
