@@ -41,12 +41,14 @@ Writes: the chief (``task.type == "chief"``, or worker 0 when the cluster has no
 chief) owns the run directory. Every other worker trains in a temporary folder
 seeded with a copy of the chief's resumable state (config, history, finished
 stages, the training backup), so a restarted worker resumes from the chief's last
-checkpoint; the folder is removed when the worker ends.
+checkpoint; the folder is removed when the worker ends (a killed worker's is
+replaced when it restarts).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -344,9 +346,13 @@ def worker_out(out, dist: Distribution) -> tuple[Path | None, Path | None]:
     """
     if out is None or dist.is_chief:
         return (None if out is None else Path(out)), None
-    tmp = Path(tempfile.mkdtemp(prefix=f"tfrec-worker{dist.worker_index}-"))
+    # One folder per (worker, run): a worker killed before it could remove its
+    # folder leaves it behind, and its restart replaces it.
+    key = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:12]
+    tmp = Path(tempfile.gettempdir()) / f"tfrec-worker{dist.worker_index}-{key}"
+    shutil.rmtree(tmp, ignore_errors=True)
     run = tmp / "run"
-    run.mkdir()
+    run.mkdir(parents=True)
     source = Path(out)
     if source.is_dir():
         for name in _COPIED:
