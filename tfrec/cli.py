@@ -4,6 +4,7 @@
     tfrec datasets                     data sets in the catalogue
     tfrec presets [MODEL]              named settings behind reported results
     tfrec train MODEL [--dataset NAME | --data FILE] [--preset P] [--name value ...]
+                [--strategy default|mirrored|multi-worker]
     tfrec select MODEL --grid KEY=V1,V2 [...]   settings chosen on validation only
     tfrec evaluate RUN_DIR             the test metrics of a finished run
     tfrec export RUN_DIR               every serving graph: SavedModel + ONNX + parity
@@ -190,6 +191,7 @@ def cmd_train(args, extra) -> int:
         verbose=args.verbose,
         printer=print,
         overwrite=args.overwrite,
+        strategy=args.strategy,
         **settings,
     )
     epochs = len(result.history.get("epochs", []))
@@ -197,6 +199,9 @@ def cmd_train(args, extra) -> int:
           f"{result.seconds:.0f} s):")
     _print_metrics(result.metrics)
     print(f"Serving graphs: {', '.join(result.serving)}")
+    if result.run_dir != out:  # a multi-worker run's non-chief worker
+        print(f"This worker is not the chief; the chief wrote the run to {out}.")
+        return 0
     from tfrec.training.runner import read_vocab
 
     print("Next:")
@@ -468,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train afresh in --out even if it holds a finished run")
     t.add_argument("--verbose", type=int, default=0,
                    help="Keras progress bars (0: one line per epoch)")
+    t.add_argument("--strategy", default="default",
+                   choices=["default", "mirrored", "multi-worker"],
+                   help="tf.distribute strategy: mirrored (local GPUs or CPUs) or "
+                   "multi-worker (TF_CONFIG); the batch size is the global batch")
 
     g = sub.add_parser(
         "select",

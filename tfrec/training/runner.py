@@ -39,6 +39,7 @@ import numpy as np
 from tfrec.io import atomic_write_json, jsonable, save_keras_atomic, save_weights_atomic
 from tfrec.recipes.base import DataSource, Recipe, ServingGraph, StagePlan, Vocab
 from tfrec.registry import model_info
+from tfrec.training import distribute
 from tfrec.training.fingerprint import (
     DEFINITION_KEYS,
     check_data_files,
@@ -697,6 +698,7 @@ def train(
     printer=None,
     test: bool = True,
     overwrite: bool = False,
+    strategy: str = "default",
     **settings,
 ) -> RunResult:
     """Trains ``model`` with its family's recipe; everything lands in ``out``.
@@ -718,6 +720,9 @@ def train(
             an unfinished one with another definition (never otherwise).
         test: False skips the final test evaluation (selection runs: see
             `tfrec.training.select`); only for runs without ``out``.
+        strategy: ``default``, ``mirrored`` or ``multi-worker`` (`TF_CONFIG`):
+            see `tfrec.training.distribute`. Recorded in ``config.json``; a run
+            may be resumed under another strategy.
         **settings: Config fields, builder kwargs and data source options
             (``columns``, ``split``, ``content``, ``data_dir``...).
 
@@ -732,9 +737,21 @@ def train(
             "directory always ends with its test metrics."
         )
     setup = _Setup(model, data, preset, settings)
-    recipe, config = setup.recipe, setup.config
     record = setup.record()
-    run_dir = Path(out) if out is not None else None
+    setup.dist = distribute.resolve(strategy)
+    record["strategy"] = setup.dist.name
+    run_dir, worker_tmp = distribute.worker_out(out, setup.dist)
+    try:
+        return _train(model, data, preset, verbose, callbacks, printer, test, overwrite,
+                      started, setup, record, run_dir)
+    finally:
+        if worker_tmp is not None:
+            shutil.rmtree(worker_tmp, ignore_errors=True)
+
+
+def _train(model, data, preset, verbose, callbacks, printer, test, overwrite, started,
+           setup, record, run_dir) -> RunResult:
+    recipe, config = setup.recipe, setup.config
     state = _run_state(run_dir, overwrite)
     resuming = state == "unfinished" and _check_resume(run_dir, record, overwrite)
     if printer:
@@ -743,7 +760,10 @@ def train(
             f"{', preset ' + preset if preset else ''})"
             f"{' -> ' + str(run_dir) if run_dir else ''}"
             f"{'; resuming the unfinished run there' if resuming else ''}"
+            f"{distribute.resume_note(run_dir, setup.dist) if resuming else ''}"
         )
+        if setup.dist.strategy is not None:
+            printer(f"Strategy: {setup.dist.describe()}")
     # Settings are validated, the data loaded and the first stage's models built
     # before anything is written.
     loaded = setup.load()
@@ -756,7 +776,8 @@ def train(
             resuming = _check_resume(run_dir, record, overwrite)
     _seed(config)
     names = recipe.stage_names(model, config)
-    first = recipe.build_stage(names[0], model, loaded, config, setup.model_kwargs, {})
+    first = distribute.build_stage(setup.dist, recipe, names[0], model, loaded, config,
+                                   setup.model_kwargs, {})
     created = run_dir is not None and not run_dir.exists()
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -788,8 +809,8 @@ def _train_stages(model, recipe, config, setup, loaded, names, first, run_dir, p
     memory: list = []
     stages: dict = {}
     for i, stage in enumerate(names):
-        plan = first if i == 0 else recipe.build_stage(
-            stage, model, loaded, config, setup.model_kwargs, previous
+        plan = first if i == 0 else distribute.build_stage(
+            setup.dist, recipe, stage, model, loaded, config, setup.model_kwargs, previous
         )
         folder = run_dir / "stages" / stage if run_dir else None
         if folder is not None and (folder / "DONE").is_file():
