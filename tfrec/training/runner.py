@@ -39,6 +39,7 @@ import numpy as np
 from tfrec.io import atomic_write_json, jsonable, save_keras_atomic, save_weights_atomic
 from tfrec.recipes.base import DataSource, Recipe, ServingGraph, StagePlan, Vocab
 from tfrec.registry import model_info
+from tfrec.training import precision
 from tfrec.training.fingerprint import (
     DEFINITION_KEYS,
     check_data_files,
@@ -516,11 +517,12 @@ def prepare(model: str, data=None, *, preset: str | None = None, **settings) -> 
     names = recipe.stage_names(model, config)
     previous: dict[str, StagePlan] = {}
     for stage in names[:-1]:
-        plan = recipe.build_stage(stage, model, loaded, config, setup.model_kwargs, previous)
+        plan = precision.build_stage(recipe, stage, model, loaded, config,
+                                     setup.model_kwargs, previous)
         _run_plan(plan, stage, config, callbacks=[], verbose=0)
         previous[stage] = plan
-    plan = recipe.build_stage(
-        names[-1], model, loaded, config, setup.model_kwargs, previous
+    plan = precision.build_stage(
+        recipe, names[-1], model, loaded, config, setup.model_kwargs, previous
     )
     protocols = Protocols(recipe, model, loaded, config, plan.validate)
     return Prepared(plan.trainer, plan.dataset, protocols, plan, loaded, plan.epochs)
@@ -552,8 +554,8 @@ def _run_plan(plan: StagePlan, stage: str, config, *, callbacks, verbose,
         plan.arrays = dict(plan.compute())
         return
     best = _BestEpoch(f"val_{plan.monitor}") if plan.monitor else None
-    plan.trainer.fit(
-        plan.dataset,
+    precision.fit_with_fallback(
+        plan.trainer, plan.dataset,
         epochs=plan.epochs,
         steps_per_epoch=plan.steps_per_epoch,
         callbacks=[*_stage_callbacks(plan, config, stage), *([best] if best else []),
@@ -749,6 +751,7 @@ def train(
     loaded = setup.load()
     if printer:
         printer(f"Data: {recipe.describe(loaded)}")
+        printer(precision.devices_line(config))
     if run_dir is not None:
         record["data"] = data_fingerprint(setup.source, recipe, loaded)
         record["fingerprint"] = definition_fingerprint(record)
@@ -756,7 +759,8 @@ def train(
             resuming = _check_resume(run_dir, record, overwrite)
     _seed(config)
     names = recipe.stage_names(model, config)
-    first = recipe.build_stage(names[0], model, loaded, config, setup.model_kwargs, {})
+    first = precision.build_stage(recipe, names[0], model, loaded, config,
+                                  setup.model_kwargs, {})
     created = run_dir is not None and not run_dir.exists()
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -788,8 +792,8 @@ def _train_stages(model, recipe, config, setup, loaded, names, first, run_dir, p
     memory: list = []
     stages: dict = {}
     for i, stage in enumerate(names):
-        plan = first if i == 0 else recipe.build_stage(
-            stage, model, loaded, config, setup.model_kwargs, previous
+        plan = first if i == 0 else precision.build_stage(
+            recipe, stage, model, loaded, config, setup.model_kwargs, previous
         )
         folder = run_dir / "stages" / stage if run_dir else None
         if folder is not None and (folder / "DONE").is_file():
