@@ -64,7 +64,8 @@ class TrainSettings:
             loss scaling); serving graphs and exports stay float32
             (`tfrec.training.precision`).
         jit_compile: XLA-compile the training step (a step XLA cannot compile
-            falls back to the ordinary graph with a notice).
+            falls back to the ordinary graph with a notice); False leaves
+            Keras' default (XLA on GPU where the model allows it, never on CPU).
     """
 
     epochs: int = 10

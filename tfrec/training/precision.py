@@ -64,9 +64,9 @@ def build_stage(recipe, stage: str, model: str, data, config, model_kwargs: dict
         for m in plan.models.values():
             float32_outputs(m)
     trainer = getattr(plan, "trainer", None)
-    if trainer is not None and getattr(trainer, "compiled", False):
-        trainer.jit_compile = jit  # before the first fit (the step is not built yet)
-    if plan.serving is not None and mixed:
+    if jit and trainer is not None and getattr(trainer, "compiled", False):
+        set_jit(trainer)  # before the first fit (the step is not built yet)
+    if plan.serving is not None:  # exports are float32, whatever built the graphs
         serving = plan.serving
         plan.serving = lambda: float32_serving(serving())
     return plan
@@ -163,6 +163,26 @@ def float32_serving(serving: dict) -> dict:
 # --------------------------------------------------------------------------- XLA
 
 
+def _notice(text: str) -> None:
+    print(f"tfrec: notice: {text}", file=sys.stderr)
+
+
+def set_jit(trainer) -> bool:
+    """``trainer.jit_compile = True`` unless one of its layers cannot be
+    XLA-compiled (Keras' ``supports_jit``: lookup and hashing layers); then one
+    notice naming them, and the ordinary graph. Returns whether XLA is on."""
+    blockers = sorted({f"{layer.name} ({type(layer).__name__})"
+                       for layer in trainer._flatten_layers()
+                       if not getattr(layer, "supports_jit", True)})
+    if blockers:
+        _notice(f"{type(trainer).__name__} cannot be XLA-compiled ("
+                f"{', '.join(blockers[:3])}{' ...' if len(blockers) > 3 else ''} "
+                "do not support it); training without XLA.")
+        return False
+    trainer.jit_compile = True
+    return bool(trainer.jit_compile)
+
+
 def _xla_failure(err: BaseException) -> bool:
     text = str(err)
     return any(key in text for key in (
@@ -204,9 +224,12 @@ def fit_with_fallback(trainer, dataset, *, printer=None, **fit_kwargs):
             tf.errors.NotFoundError, tf.errors.InternalError) as err:
         if stepped.done or not _xla_failure(err):
             raise
-        notice = (f"tfrec: notice: {type(trainer).__name__}'s step cannot be "
-                  f"XLA-compiled ({_unsupported(err)}); training without XLA.")
-        (printer or (lambda line: print(line, file=sys.stderr)))(notice)
+        notice = (f"{type(trainer).__name__}'s step cannot be XLA-compiled "
+                  f"({_unsupported(err)}); training without XLA.")
+        if printer is not None:
+            printer(f"tfrec: notice: {notice}")
+        else:
+            _notice(notice)
         trainer.jit_compile = False
         trainer.train_function = None
         trainer.make_train_function(force=True)
@@ -242,3 +265,85 @@ def devices_line(config=None, strategy=None) -> str:
     mixed, jit = wanted(config)
     extra = [name for name, on in ((MIXED_POLICY, mixed), ("XLA", jit)) if on]
     return line + (f"; {', '.join(extra)}" if extra else "")
+
+
+# --------------------------------------------------------------------------- input
+
+
+PY_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+MAP_OPS = frozenset({"MapDataset", "ParallelMapDataset", "ParallelMapDatasetV2"})
+_WRAPPERS = frozenset({"OptionsDataset", "ModelDataset", "MaxIntraOpParallelismDataset",
+                       "PrivateThreadPoolDataset", "Identity"})
+
+
+def input_report(dataset) -> dict:
+    """How a training ``tf.data`` pipeline feeds the device, from its graph.
+
+    Returns:
+        ``{"last_op": the op that yields the batches, "prefetch_autotune": whether
+        it is ``prefetch(AUTOTUNE)``, "per_step_python": dataset ops that run
+        Python for every element (``py_function`` / ``numpy_function`` in a map
+        over examples or batches, ``from_generator``), "per_epoch_python": the
+        maps that run Python once per pass (over ``from_tensors``: the recipes'
+        vectorised epoch builders)}``.
+    """
+    import tensorflow as tf
+    from tensorflow.python.data.ops import options as options_lib
+
+    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph(
+        external_state_policy=options_lib.ExternalStatePolicy.IGNORE).numpy())
+    functions = {f.signature.name: f for f in graph.library.function}
+
+    def funcs_of(node) -> list[str]:
+        names = [v.func.name for v in node.attr.values() if v.func.name]
+        for v in node.attr.values():
+            names += [f.name for f in v.list.func]
+        return names
+
+    memo: dict[str, bool] = {}
+
+    def runs_python(fname: str) -> bool:
+        if fname not in memo:
+            memo[fname] = False
+            body = functions.get(fname)
+            memo[fname] = body is not None and any(
+                n.op in PY_OPS or any(runs_python(f) for f in funcs_of(n))
+                for n in body.node_def
+            )
+        return memo[fname]
+
+    per_step, per_epoch = [], []
+
+    def scan(nodes) -> None:
+        by_name = {n.name: n for n in nodes}
+        for node in nodes:
+            if node.op == "GeneratorDataset":
+                per_step.append(node.op)
+                continue
+            if not node.op.endswith("Dataset") and "Dataset" not in node.op:
+                continue
+            if not any(runs_python(f) for f in funcs_of(node)):
+                continue
+            source = by_name.get(node.input[0].split(":")[0].lstrip("^")) if node.input \
+                else None
+            if node.op in MAP_OPS and source is not None and source.op == "TensorDataset":
+                per_epoch.append(node.op)
+            else:
+                per_step.append(node.op)
+
+    scan(list(graph.node))
+    for body in functions.values():
+        scan(list(body.node_def))
+
+    nodes = {n.name: n for n in graph.node}
+    last = next(n for n in graph.node if n.op == "_Retval")
+    last = nodes[last.input[0].split(":")[0]]
+    while last.op in _WRAPPERS and last.input:
+        last = nodes[last.input[0].split(":")[0]]
+    autotune = False
+    if last.op == "PrefetchDataset" and len(last.input) > 1:
+        size = nodes.get(last.input[1].split(":")[0])
+        if size is not None and size.op == "Const":
+            autotune = int(tf.make_ndarray(size.attr["value"].tensor)) == -1
+    return {"last_op": last.op, "prefetch_autotune": autotune,
+            "per_step_python": per_step, "per_epoch_python": per_epoch}
