@@ -170,6 +170,14 @@ def test_stage_is_built_mixed_with_loss_scaling_and_float32_outputs(monkeypatch)
         variables = {v.dtype for v in model.weights}
         assert variables <= {"float32", "int64", "int32"}, variables
         assert not precision.is_float32(model)  # compute is float16 inside
+    serving = plan.serving()
+    checked = [n for n in plan.models if n in serving]
+    assert checked
+    for name in checked:  # the trained (mixed) models themselves give float32 outputs
+        batch = model_info(name).example_inputs(serving[name].kwargs, 4,
+                                                np.random.default_rng(0))
+        for key, value in plan.models[name](batch).items():
+            assert value.dtype == "float32" or value.dtype.is_integer, (name, key)
     assert calls and all(d == "float32" for d in calls)  # the loss itself is float32
     # Loss scaling ran: the dynamic scale is a power of two and steps were applied.
     opt = trainer.optimizer
