@@ -30,6 +30,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
+# The CUDA and cuDNN wheels of the TensorFlow already installed (Linux x86_64),
+# pinned to its version so pip does not move TensorFlow; prints the GPUs it sees.
+.PHONY: install-gpu
+install-gpu: install
+	$(BIN)/python -m pip install -q "tensorflow[and-cuda]==$$($(BIN)/python -c \
+		'import importlib.metadata as m; print(m.version("tensorflow"))')"
+	$(BIN)/python -c "import tensorflow as tf; \
+		print('GPUs:', [d.name for d in tf.config.list_physical_devices('GPU')])"
+
 run: install
 	rm -rf $(RUN_DIR)
 	$(BIN)/tfrec train neumf --dataset movielens-100k --epochs $(EPOCHS) \

@@ -158,7 +158,8 @@ def _run_inputs(args, extra) -> tuple[Any, dict]:
     settings = parse_model_kwargs(extra)
     for key in ("epochs", "batch_size", "optimizer", "learning_rate", "seed",
                 "early_stopping", "data_dir", "columns", "content", "split",
-                "split_seed", "test_fraction", "valid_fraction", "eval_negatives"):
+                "split_seed", "test_fraction", "valid_fraction", "eval_negatives",
+                "mixed_precision", "jit_compile"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -451,6 +452,10 @@ def _run_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop when the validation metric stalls this many epochs")
+    t.add_argument("--mixed-precision", action="store_true", default=None,
+                   help="mixed_float16 compute, float32 variables and exports")
+    t.add_argument("--jit-compile", action="store_true", default=None,
+                   help="XLA-compile the training step (falls back where it cannot)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,6 +60,12 @@ class TrainSettings:
         seed: Seed of the weights, the sampling and the data order.
         early_stopping: Patience in epochs on the validation monitor, or None.
         ks: Cut-offs of the ranking metrics.
+        mixed_precision: Train with ``mixed_float16`` compute (float32 variables,
+            loss scaling); serving graphs and exports stay float32
+            (`tfrec.training.precision`).
+        jit_compile: XLA-compile the training step (a step XLA cannot compile
+            falls back to the ordinary graph with a notice); False leaves
+            Keras' default (XLA on GPU where the model allows it, never on CPU).
     """
 
     epochs: int = 10
@@ -69,6 +75,8 @@ class TrainSettings:
     seed: int = 0
     early_stopping: int | None = None
     ks: tuple = (10,)
+    mixed_precision: bool = False
+    jit_compile: bool = False
 
     def validate(self) -> None:
         """Raises ``ValueError`` for a bad value. Subclasses call ``super()``."""
@@ -100,6 +108,12 @@ class TrainSettings:
                 "`early_stopping` must be a positive int (patience) or None. "
                 f"Received: {self.early_stopping!r}"
             )
+        for name in ("mixed_precision", "jit_compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"`{name}` must be true or false. Received: "
+                    f"{name}={getattr(self, name)!r}"
+                )
         if not self.ks or not all(isinstance(k, int) and k > 0 for k in self.ks):
             raise ValueError(f"`ks` must be positive ints. Received: {self.ks!r}")
 

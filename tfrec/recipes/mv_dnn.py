@@ -134,17 +134,20 @@ class MultiViewSoftmaxTask(keras.Model):
             tf.equal(neg, items[:, None]), (neg + 1) % self.num_items, neg
         )
         with tf.GradientTape() as tape:
-            u = self.user_tower(x, training=True)["query_embedding"]
+            u = tf.cast(self.user_tower(x, training=True)["query_embedding"], tf.float32)
             loss = 0.0
             for tower, key, table in zip(
                 self.item_towers, self.item_keys, self.tables, strict=True
             ):
-                all_items = tower({key: table}, training=True)["item_embedding"]
+                all_items = tf.cast(
+                    tower({key: table}, training=True)["item_embedding"], tf.float32
+                )
                 pos = tf.gather(all_items, items)
                 negs = tf.gather(all_items, neg)
                 loss += tf.reduce_mean(smoothed_softmax_loss(u, pos, negs, self.gamma))
+            scaled = self.optimizer.scale_loss(loss)  # loss scaling (mixed precision)
         variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}

@@ -143,7 +143,7 @@ class BPRTrainer(keras.Model):
                 if layer is not None:
                     for ids in (pos, neg):
                         reg += ops.sum(ops.square(layer(ids)), -1)
-            self.add_loss(self.l2 * ops.mean(reg))
+            self.add_loss(self.l2 * ops.mean(ops.cast(reg, "float32")))
         if self.l2_visual:
             for name in _SHARED_LAYERS:
                 layer = self._layers_by_name.get(name)

@@ -285,14 +285,15 @@ class SampledSoftmaxTask(keras.Model):
         x, labels = data
         sampled = self.sample(labels, self.optimizer.iterations)
         with tf.GradientTape() as tape:
-            u = self.query_tower(x, training=True)["query_embedding"]
+            u = tf.cast(self.query_tower(x, training=True)["query_embedding"], tf.float32)
             loss = tf.reduce_mean(
                 sampled_softmax_loss(u, self.table.embeddings, labels, sampled)
             )
             if self.model.losses:
                 loss += tf.add_n(self.model.losses)
+            scaled = self.optimizer.scale_loss(loss)  # loss scaling (mixed precision)
         variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
@@ -345,8 +346,9 @@ class WeightedLogisticTask(keras.Model):
             )
             if self.model.losses:
                 loss += tf.add_n(self.model.losses)
+            scaled = self.optimizer.scale_loss(loss)  # loss scaling (mixed precision)
         variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}

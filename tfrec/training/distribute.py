@@ -365,10 +365,14 @@ def worker_out(out, dist: Distribution) -> tuple[Path | None, Path | None]:
 
 
 def build_stage(dist: Distribution, recipe, stage: str, *args):
-    """``recipe.build_stage(stage, *args)`` under ``dist``'s scope, checked
-    (:func:`check_plan`) and adapted (:func:`adapt_plan`)."""
+    """``recipe.build_stage(stage, *args)`` under ``dist``'s scope and the run's
+    precision (:func:`tfrec.training.precision.build_stage`: dtype policy, XLA,
+    float32 serving graphs), checked (:func:`check_plan`) and adapted
+    (:func:`adapt_plan`)."""
+    from tfrec.training import precision
+
     with dist.scope():
-        plan = recipe.build_stage(stage, *args)
+        plan = precision.build_stage(recipe, stage, *args)
     check_plan(plan, recipe.name, stage, dist)
     adapt_plan(plan, dist)
     return plan

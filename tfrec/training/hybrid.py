@@ -609,7 +609,7 @@ class RowEpochs:
         return len(self.x) * self.passes
 
     def dataset(self, batch_size: int) -> tf.data.Dataset:
-        """Each epoch: ``passes`` fresh permutations of the rows, batched."""
+        """Each epoch: ``passes`` fresh permutations of the rows, batched, prefetched."""
 
         def next_epoch():
             epoch = self.epoch
@@ -634,7 +634,9 @@ class RowEpochs:
             .flat_map(to_batches)
         )
         steps = -(-len(self) // batch_size)
-        return ds.apply(tf.data.experimental.assert_cardinality(steps))
+        return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(
+            tf.data.AUTOTUNE
+        )
 
 
 def map_regression(

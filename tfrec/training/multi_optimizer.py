@@ -86,6 +86,15 @@ class MultiOptimizerTrainer(keras.Model):
         # Keras wants one `optimizer`; the first group's serves for bookkeeping
         # (iteration count). All updates happen in train_step.
         super().compile(optimizer=self._groups[0][0], loss=loss, metrics=metrics, **kwargs)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Mixed precision: Keras wrapped the first optimiser; every group gets
+            # its own loss scale (each unscales and skips non-finite steps).
+            self._groups = [
+                (self.optimizer if k == 0 else keras.optimizers.LossScaleOptimizer(opt),
+                 vs) for k, (opt, vs) in enumerate(self._groups)
+            ]
+            for opt, variables in self._groups:
+                opt.build(variables)
 
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)[self.output_name]
@@ -93,16 +102,23 @@ class MultiOptimizerTrainer(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = [v for _, vs in self._groups for v in vs]
-        with tf.GradientTape() as tape:
+        mixed = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        with tf.GradientTape(persistent=mixed) as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
-        grads = tape.gradient(loss, variables)
-        start = 0
-        for opt, vs in self._groups:
-            opt.apply_gradients(zip(grads[start : start + len(vs)], vs, strict=True))
-            start += len(vs)
+            scaled = [opt.scale_loss(loss) for opt, _ in self._groups] if mixed else []
+        if mixed:  # one backward pass per loss scale
+            for (opt, vs), group_loss in zip(self._groups, scaled, strict=True):
+                opt.apply_gradients(zip(tape.gradient(group_loss, vs), vs, strict=True))
+        else:
+            grads = tape.gradient(loss, variables)
+            start = 0
+            for opt, vs in self._groups:
+                opt.apply_gradients(zip(grads[start : start + len(vs)], vs, strict=True))
+                start += len(vs)
+        del tape
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss)

@@ -39,7 +39,7 @@ import numpy as np
 from tfrec.io import atomic_write_json, jsonable, save_keras_atomic, save_weights_atomic
 from tfrec.recipes.base import DataSource, Recipe, ServingGraph, StagePlan, Vocab
 from tfrec.registry import model_info
-from tfrec.training import distribute
+from tfrec.training import distribute, precision
 from tfrec.training.fingerprint import (
     DEFINITION_KEYS,
     check_data_files,
@@ -517,11 +517,12 @@ def prepare(model: str, data=None, *, preset: str | None = None, **settings) -> 
     names = recipe.stage_names(model, config)
     previous: dict[str, StagePlan] = {}
     for stage in names[:-1]:
-        plan = recipe.build_stage(stage, model, loaded, config, setup.model_kwargs, previous)
+        plan = precision.build_stage(recipe, stage, model, loaded, config,
+                                     setup.model_kwargs, previous)
         _run_plan(plan, stage, config, callbacks=[], verbose=0)
         previous[stage] = plan
-    plan = recipe.build_stage(
-        names[-1], model, loaded, config, setup.model_kwargs, previous
+    plan = precision.build_stage(
+        recipe, names[-1], model, loaded, config, setup.model_kwargs, previous
     )
     protocols = Protocols(recipe, model, loaded, config, plan.validate)
     return Prepared(plan.trainer, plan.dataset, protocols, plan, loaded, plan.epochs)
@@ -553,8 +554,8 @@ def _run_plan(plan: StagePlan, stage: str, config, *, callbacks, verbose,
         plan.arrays = dict(plan.compute())
         return
     best = _BestEpoch(f"val_{plan.monitor}") if plan.monitor else None
-    plan.trainer.fit(
-        plan.dataset,
+    precision.fit_with_fallback(
+        plan.trainer, plan.dataset,
         epochs=plan.epochs,
         steps_per_epoch=plan.steps_per_epoch,
         callbacks=[*_stage_callbacks(plan, config, stage), *([best] if best else []),
@@ -762,13 +763,14 @@ def _train(model, data, preset, verbose, callbacks, printer, test, overwrite, st
             f"{'; resuming the unfinished run there' if resuming else ''}"
             f"{distribute.resume_note(run_dir, setup.dist) if resuming else ''}"
         )
-        if setup.dist.strategy is not None:
+        if setup.dist.name == "multi-worker":
             printer(f"Strategy: {setup.dist.describe()}")
     # Settings are validated, the data loaded and the first stage's models built
     # before anything is written.
     loaded = setup.load()
     if printer:
         printer(f"Data: {recipe.describe(loaded)}")
+        printer(precision.devices_line(config, setup.dist.strategy))
     if run_dir is not None:
         record["data"] = data_fingerprint(setup.source, recipe, loaded)
         record["fingerprint"] = definition_fingerprint(record)

@@ -369,6 +369,7 @@ class GRU4RecTrainer(keras.Model):
             x = self._embed(item)
             x = self.embed_dropout(x, training=True)
             top, new_state = self.gru(x, state, training=True)
+            top = tf.cast(top, tf.float32)  # float32 scores under mixed precision
             w = tf.gather(self.out_table.embeddings, columns)
             b = tf.gather(self.out_table.bias, columns)
             scores = tf.matmul(top, w, transpose_b=True) + b[None, :]
@@ -381,11 +382,12 @@ class GRU4RecTrainer(keras.Model):
             else:
                 total = top1_max_loss(scores, valid, col_valid)
             loss = total / float(self.batch_size)
+            scaled = self.optimizer.scale_loss(loss)  # loss scaling (mixed precision)
         variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
         self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
-        self.hidden.assign(tf.stop_gradient(new_state))
+        self.hidden.assign(tf.stop_gradient(tf.cast(new_state, self.hidden.dtype)))
         self.loss_tracker.update_state(loss, sample_weight=tf.reduce_sum(valid))
         return {"loss": self.loss_tracker.result()}
 
