@@ -441,8 +441,10 @@ def run_catalogue(registry_name: str, kwargs: Mapping, extra_files) -> dict:
     from tfrec.registry import model_info
 
     vocab = run_vocab(extra_files)
+    if vocab is None:
+        return {}
     hook = getattr(model_info(registry_name).recipe, "serving_catalogue", None)
-    if vocab is None or hook is None:
+    if hook is None:
         return {}
     return dict(hook(registry_name, dict(kwargs), vocab))
 
@@ -621,6 +623,28 @@ def run_recommend(exported, query: Mapping, k, exclude=None) -> dict[str, np.nda
     return runner(feed)
 
 
+def _graph_of(manifest: Mapping) -> tuple[str, dict]:
+    model = manifest.get("model") or {}
+    return model.get("registry_name") or manifest.get("name"), dict(
+        model.get("kwargs") or {}
+    )
+
+
+def serves_user_requests(manifest: Mapping) -> bool:
+    """Whether ``tfrec recommend --artifact DIR --user ID`` goes through the
+    export's ``recommend`` signature: it has one, and the graph's recipe builds a
+    user's query (``serving_query``: MV-DNN, AutoRec, CDAE)."""
+    from tfrec.registry import model_info
+
+    if not (manifest.get(SIGNATURE) or {}).get("available"):
+        return False
+    try:
+        recipe = model_info(_graph_of(manifest)[0]).recipe
+    except ValueError:
+        return False
+    return callable(getattr(recipe, "serving_query", None))
+
+
 def user_query(manifest: Mapping, vocab, user: int) -> dict[str, np.ndarray]:
     """The ``recommend`` query inputs of user index ``user`` (batch of 1): the
     recipe's ``serving_query(graph, kwargs, vocab, user)`` where it has one (MV-DNN's
@@ -630,11 +654,10 @@ def user_query(manifest: Mapping, vocab, user: int) -> dict[str, np.ndarray]:
 
     entry = manifest.get(SIGNATURE) or {}
     names = [s["name"] for s in entry.get("inputs", ()) if s["name"] not in ("k", "exclude")]
-    model = manifest.get("model") or {}
-    graph = model.get("registry_name") or manifest.get("name")
+    graph, kwargs = _graph_of(manifest)
     hook = getattr(model_info(graph).recipe, "serving_query", None)
     if hook is not None:
-        query = hook(graph, dict(model.get("kwargs") or {}), vocab, int(user))
+        query = hook(graph, kwargs, vocab, int(user))
     else:
         query = {"user_id": np.array([user], np.int64)}
     missing = sorted(set(names) - set(query))

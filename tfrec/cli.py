@@ -363,9 +363,11 @@ def _recommend_artifact(args, kind, query) -> int:
 
     exported = ExportedModel(args.artifact, runtime=args.runtime)
     inputs = {s["name"] for s in exported.manifest["inputs"]}
-    if kind == "user" and inputs != {"user_id", "item_id"} and (
-        exported.manifest.get("recommend") or {}
-    ).get("available"):  # its recommend signature (export/recommend.py)
+    from export.recommend import serves_user_requests
+
+    if kind == "user" and inputs != {"user_id", "item_id"} and serves_user_requests(
+        exported.manifest
+    ):  # its recommend signature (export/recommend.py)
         from export.recommend import recommend_for_user as recommend_signature
 
         vocab = read_vocab(exported.path)
