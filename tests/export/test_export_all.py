@@ -1,7 +1,14 @@
 """``tfrec export --all`` (`export.zoo`): every exported graph in one table, each
 checked in Python onnxruntime, the SavedModel, Node, TF Serving's load path and
 (scorers and session models) the browser; a failing check fails its row and the
-command exits 1."""
+command exits 1.
+
+The default run checks every registered model's run exports (the rows of
+``export --all --runs``), on the runs and exports the session makes once for
+every zoo-wide test (tests/zoo_runs.py), without the browser; the browser drives
+the pages of mf and gru4rec (the graphs a page can run), and a tampered export
+makes the command exit 1 in a real process. The fresh-training end-to-end run
+with the browser on every page is ``make test-slow``."""
 
 from __future__ import annotations
 
@@ -216,14 +223,13 @@ def test_export_needs_a_run_or_all():
         main(["export"])
 
 
-@pytest.mark.slow  # ~3 min: the default run's zoo tests already train and export every model
+@pytest.mark.slow  # the default run checks the same rows on the shared zoo runs
 def test_the_whole_zoo_exports_and_passes_every_check(tmp_path):
-    """``tfrec export --all``: every registered model trained at its test sizes,
-    all 29 graphs checked in every runtime, the browser included. Measured on the
-    2-core CI machine while other jobs ran (load 7-12): 3 min 40 s wall without
-    the browser, 88 s of CPU; 7 min 13 s with it (under a concurrent pytest run),
-    104 s of CPU; 164 s wall with the browser inside pytest on a quieter machine.
-    Under ~3 min there, so it is in the default run."""
+    """``tfrec export --all`` end to end in a real process: every registered model
+    trained afresh at its test sizes, all 29 graphs checked in every runtime, the
+    browser on every page included. 175 s wall, 119 s of CPU on the 2-core
+    machine at load 2-3 (measured 2026-12-01); the default run's whole-zoo rows
+    above reuse the session's zoo runs instead (tests/zoo_runs.py)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     started = time.perf_counter()
     proc = subprocess.run(
