@@ -16,10 +16,17 @@ runtime ``k``; ONNX ``TopK`` with a runtime k) happen inside the graph. How a
 model scores its catalogue is declared once, in
 `tfrec.registry.CATALOGUE_SCORING` (``pairwise``, ``vector``, ``columns``,
 ``embedding``; see `tfrec.registry.Catalogue`); :func:`build_recommend` is the one
-builder. Item-side inputs a pairwise model needs (VBPR's ``item_features``, a
-hybrid's ``item_content``, MV-DNN's item views) are constants of the export:
-``export_model(..., catalogue={"item_content": array [N, d]})``. Without them the
-export has no ``recommend`` signature and the manifest says why.
+builder. Item-side inputs a model needs (VBPR's ``item_features``, a hybrid's
+``item_content``, MV-DNN's item views, I-AutoRec's rating row of every item) are
+constants of the export: ``export_model(..., catalogue={"item_content": array
+[N, d]})``. ``tfrec export RUN`` takes them from the run's ``vocab/``: the graph's
+recipe's ``serving_catalogue(graph, kwargs, vocab)`` (MV-DNN: ``tables.npz``;
+AutoRec: ``seen.npz`` with the ratings), else ``vocab/item_content.npz`` for one
+missing input. Without them the export has no ``recommend`` signature and the
+manifest says why. ``tfrec recommend --artifact DIR --user ID`` runs the
+signature for models whose recipe builds a user's query (``serving_query``:
+MV-DNN's user view, CDAE's item vector, AutoRec's user id or rating row), with
+the user's known items as the request's exclusions (:func:`recommend_for_user`).
 
 Bad requests, inside the graph (TF and ONNX agree; tests/export): ``k`` is
 clamped into ``[1, N]``; exclusion ids outside ``[0, N)`` (the -1 padding) match
