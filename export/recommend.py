@@ -16,10 +16,17 @@ runtime ``k``; ONNX ``TopK`` with a runtime k) happen inside the graph. How a
 model scores its catalogue is declared once, in
 `tfrec.registry.CATALOGUE_SCORING` (``pairwise``, ``vector``, ``columns``,
 ``embedding``; see `tfrec.registry.Catalogue`); :func:`build_recommend` is the one
-builder. Item-side inputs a pairwise model needs (VBPR's ``item_features``, a
-hybrid's ``item_content``, MV-DNN's item views) are constants of the export:
-``export_model(..., catalogue={"item_content": array [N, d]})``. Without them the
-export has no ``recommend`` signature and the manifest says why.
+builder. Item-side inputs a model needs (VBPR's ``item_features``, a hybrid's
+``item_content``, MV-DNN's item views, I-AutoRec's rating row of every item) are
+constants of the export: ``export_model(..., catalogue={"item_content": array
+[N, d]})``. ``tfrec export RUN`` takes them from the run's ``vocab/``: the graph's
+recipe's ``serving_catalogue(graph, kwargs, vocab)`` (MV-DNN: ``tables.npz``;
+AutoRec: ``seen.npz`` with the ratings), else ``vocab/item_content.npz`` for one
+missing input. Without them the export has no ``recommend`` signature and the
+manifest says why. ``tfrec recommend --artifact DIR --user ID`` runs the
+signature for models whose recipe builds a user's query (``serving_query``:
+MV-DNN's user view, CDAE's item vector, AutoRec's user id or rating row), with
+the user's known items as the request's exclusions (:func:`recommend_for_user`).
 
 Bad requests, inside the graph (TF and ONNX agree; tests/export): ``k`` is
 clamped into ``[1, N]``; exclusion ids outside ``[0, N)`` (the -1 padding) match
@@ -386,6 +393,12 @@ def plan_recommend(
     catalogue = dict(catalogue or {})
     num_items = catalogue.pop("num_items", kwargs.get("num_items"))
     missing = [k for k in rule.item_features if k not in catalogue]
+    if missing:
+        try:
+            catalogue.update(run_catalogue(registry_name, kwargs, extra_files))
+        except (ValueError, OSError, KeyError) as err:
+            return None, f"the run's vocabulary cannot give the item-side inputs: {err}"
+        missing = [k for k in rule.item_features if k not in catalogue]
     content = (extra_files or {}).get(RUN_CONTENT)
     if len(missing) == 1 and content is not None and rule.rule == "pairwise":
         with np.load(content) as arrays:  # a run's content of every item index
@@ -399,6 +412,14 @@ def plan_recommend(
             "(export_model(..., catalogue={input: array [num_items, ...]}))"
         )
     constants = {k: catalogue[k] for k in rule.item_features}
+    for k, values in constants.items():
+        want = tuple(model.input[k].shape[1:])
+        if tuple(np.shape(values)[1:]) != want:
+            return None, (
+                f"the item-side input {k!r} holds rows of shape "
+                f"{list(np.shape(values)[1:])}; the model takes {list(want)}"
+            )
+        constants[k] = np.asarray(values).astype(_dtype(model.input[k]))
     try:
         size = catalogue_size(model, rule, constants, num_items)
     except RecommendError as err:
@@ -406,6 +427,33 @@ def plan_recommend(
     if size < 1:
         return None, f"the catalogue is empty (N={size})"
     return RecommendPlan(model, rule, constants, size), ""
+
+
+def run_vocab(extra_files: Mapping[str, Any] | None):
+    """The run's `tfrec.recipes.base.Vocab` behind ``extra_files`` (``tfrec export``
+    passes the files of ``RUN/vocab/``), or None without them."""
+    from tfrec.training.runner import read_vocab
+
+    src = (extra_files or {}).get("vocab/items.tsv")
+    if src is None:
+        return None
+    return read_vocab(Path(src).parent.parent)
+
+
+def run_catalogue(registry_name: str, kwargs: Mapping, extra_files) -> dict:
+    """The item-side constants a run's vocabulary gives the graph
+    ``registry_name``: its recipe's ``serving_catalogue(graph, kwargs, vocab)``
+    (MV-DNN's item views from ``vocab/tables.npz``, I-AutoRec's rating rows from
+    ``vocab/seen.npz``); ``{}`` without a run vocabulary or a hook."""
+    from tfrec.registry import model_info
+
+    vocab = run_vocab(extra_files)
+    if vocab is None:
+        return {}
+    hook = getattr(model_info(registry_name).recipe, "serving_catalogue", None)
+    if hook is None:
+        return {}
+    return dict(hook(registry_name, dict(kwargs), vocab))
 
 
 def example_catalogue(name: str, kwargs: Mapping, seed: int = 0) -> dict:
@@ -580,3 +628,70 @@ def run_recommend(exported, query: Mapping, k, exclude=None) -> dict[str, np.nda
             runner = Tf1SignatureRunner(exported.path, signature=SIGNATURE)
         exported._recommend_runner = runner
     return runner(feed)
+
+
+def _graph_of(manifest: Mapping) -> tuple[str, dict]:
+    model = manifest.get("model") or {}
+    return model.get("registry_name") or manifest.get("name"), dict(
+        model.get("kwargs") or {}
+    )
+
+
+def serves_user_requests(manifest: Mapping) -> bool:
+    """Whether ``tfrec recommend --artifact DIR --user ID`` goes through the
+    export's ``recommend`` signature: it has one, and the graph's recipe builds a
+    user's query (``serving_query``: MV-DNN, AutoRec, CDAE)."""
+    from tfrec.registry import model_info
+
+    if not (manifest.get(SIGNATURE) or {}).get("available"):
+        return False
+    try:
+        recipe = model_info(_graph_of(manifest)[0]).recipe
+    except ValueError:
+        return False
+    return callable(getattr(recipe, "serving_query", None))
+
+
+def user_query(manifest: Mapping, vocab, user: int) -> dict[str, np.ndarray]:
+    """The ``recommend`` query inputs of user index ``user`` (batch of 1): the
+    recipe's ``serving_query(graph, kwargs, vocab, user)`` where it has one (MV-DNN's
+    user view, CDAE's item vector, U-AutoRec's rating row), else ``user_id``; only
+    the inputs the signature takes are kept."""
+    from tfrec.registry import model_info
+
+    entry = manifest.get(SIGNATURE) or {}
+    names = [s["name"] for s in entry.get("inputs", ()) if s["name"] not in ("k", "exclude")]
+    graph, kwargs = _graph_of(manifest)
+    hook = getattr(model_info(graph).recipe, "serving_query", None)
+    if hook is not None:
+        query = hook(graph, kwargs, vocab, int(user))
+    else:
+        query = {"user_id": np.array([user], np.int64)}
+    missing = sorted(set(names) - set(query))
+    if missing:
+        raise ValueError(
+            f"{graph}'s recommend signature takes {names}; a user's request gives "
+            f"only {sorted(query)} (missing {missing})."
+        )
+    return {n: np.asarray(query[n]) for n in names}
+
+
+def recommend_for_user(
+    exported, vocab, user: str, *, k: int = 10, exclude_seen: bool = True
+) -> list[tuple[str, float]]:
+    """Top-``k`` ``(raw item id, score)`` for the raw user id ``user`` through the
+    export's ``recommend`` signature (ONNX or SavedModel, ``exported.runtime``):
+    the query from the export's ``vocab/``, the user's known items as the
+    request's exclusions (``exclude_seen``); ids -1 (nothing left) dropped."""
+    from tfrec.recipes.interactions import seen_items, user_index
+
+    u = user_index(vocab, user)
+    n = int(exported.manifest[SIGNATURE]["catalogue_size"])
+    query = user_query(exported.manifest, vocab, u)
+    exclude = np.asarray(seen_items(vocab, u) if exclude_seen else (), np.int64)
+    out = exported.recommend(query, min(int(k), n), exclude[None, :])
+    return [
+        (vocab.items[int(i)], float(s))
+        for i, s in zip(out["item_ids"][0], out["scores"][0], strict=True)
+        if int(i) >= 0
+    ]

@@ -348,7 +348,7 @@ def version_row(model: str, graph: str, version_dir: Path) -> dict:
     row = {"model": model, "graph": graph, "path": str(version_dir)}
     try:
         manifest = load_manifest(version_dir)
-        row["registry_name"] = manifest.get("model_config", {}).get("registry_name", graph)
+        row["registry_name"] = (manifest.get("model") or {}).get("registry_name", graph)
         row["signatures"] = signature_keys(version_dir)
         onnx_path = version_dir / manifest["onnx"]["file"]
         row["onnx_ops"], row["onnx_op_types"] = onnx_ops(onnx_path)

@@ -369,6 +369,20 @@ def _recommend_artifact(args, kind, query) -> int:
 
     exported = ExportedModel(args.artifact, runtime=args.runtime)
     inputs = {s["name"] for s in exported.manifest["inputs"]}
+    from export.recommend import serves_user_requests
+
+    if kind == "user" and inputs != {"user_id", "item_id"} and serves_user_requests(
+        exported.manifest
+    ):  # its recommend signature (export/recommend.py)
+        from export.recommend import recommend_for_user as recommend_signature
+
+        vocab = read_vocab(exported.path)
+        recs = recommend_signature(exported, vocab, query, k=args.k,
+                                   exclude_seen=not args.include_seen)
+        _print_recs(recs, f"Top-{args.k} for user {query} from {exported.path} "
+                    f"({args.runtime}, recommend signature):", vocab)
+        _note_if_short(len(recs), args.k, _why_short(args))
+        return 0
     if kind != "user" or inputs != {"user_id", "item_id"}:
         raise ValueError(
             f"--artifact recommends for --user from user-item scorers; this artifact "

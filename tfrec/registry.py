@@ -99,12 +99,23 @@ def _autorec_catalogue(kwargs: dict) -> Catalogue:
     return Catalogue("columns", scores="reconstruction", item_features=("ratings",))
 
 
+def _mv_dnn_catalogue(kwargs: dict) -> Catalogue:
+    # One item input per view the model was built with (no ids: content only).
+    from tfrec.models.mv_dnn import VIEW_INPUTS, VIEWS
+
+    views = tuple(kwargs.get("views") or VIEWS)
+    return Catalogue("pairwise", item_features=tuple(VIEW_INPUTS[v] for v in views))
+
+
 _PAIR = Catalogue("pairwise", item_input="item_id")
 _HYBRID = Catalogue("pairwise", item_input="item_id", item_features=("item_content",))
 _SESSION = Catalogue("vector", scores="scores", never=(0,))
 
 # The one table of catalogue scoring rules (a model missing here has no
-# ``recommend`` signature; the reasons are in export/recommend.py).
+# ``recommend`` signature; the reasons are in export/recommend.py). Item-side
+# constants a rule needs (``item_features``) come, in a ``tfrec export RUN``, from
+# the run's vocabulary through the recipe's ``serving_catalogue`` (MV-DNN's item
+# views, I-AutoRec's rating rows) or from ``vocab/item_content.npz``.
 CATALOGUE_SCORING: dict[str, Catalogue | Callable[[dict], Catalogue]] = {
     "gmf": _PAIR,
     "mf": _PAIR,
@@ -117,9 +128,7 @@ CATALOGUE_SCORING: dict[str, Catalogue | Callable[[dict], Catalogue]] = {
     ),
     "cbf_profile": Catalogue("pairwise", item_features=("item_content",)),
     "content_cnn_ranker": Catalogue("pairwise", item_features=("content",)),
-    "mv_dnn": Catalogue(
-        "pairwise", item_features=("item_genres", "item_title_tokens", "item_era")
-    ),
+    "mv_dnn": _mv_dnn_catalogue,
     **{
         f"hybrid_{v}": _HYBRID
         for v in (

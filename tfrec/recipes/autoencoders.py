@@ -658,36 +658,15 @@ class AutoRecRecipe(_VectorRecipe):
         }
 
     def recommend(self, model, serving, vocab, query, *, k=10, exclude_seen=True):
-        from tfrec.data.vectors import RatingVectors, rating_vectors
         from tfrec.models.autoencoders import predict_ratings
 
         if k < 1:
             raise ValueError(f"k must be a positive int. Received: {k}")
         user = ix.user_index(vocab, query)
-        values = getattr(vocab, "seen_values", None)
-        if vocab.seen is None or values is None:
-            raise ValueError(
-                "AutoRec recommends from the users' rating vectors, and this run's "
-                "vocabulary holds no ratings (vocab.seen_values); recommend from the "
-                "in-memory result of tfrec.train, or retrain with a tfrec whose "
-                "run vocabulary saves them."
-            )
         graph = serving[model]
         variant = graph.kwargs.get("variant", "item")
-        indptr, indices = vocab.seen
-        num_users, num_items = len(vocab.users), len(vocab.items)
-        if variant == "user":
-            vec = RatingVectors(
-                np.asarray(indptr, np.int64),
-                np.asarray(indices, np.int64),
-                np.asarray(values, np.float32),
-                num_items,
-            )
-        else:
-            owners = np.repeat(np.arange(num_users), np.diff(indptr))
-            vec = rating_vectors(
-                indices, owners, values, num_rows=num_items, num_cols=num_users
-            )
+        vec = _known_vectors(vocab, variant)
+        num_items = len(vocab.items)
         scores = predict_ratings(
             graph.model,
             vec,
@@ -698,6 +677,50 @@ class AutoRecRecipe(_VectorRecipe):
         )
         exclude = ix.seen_items(vocab, user) if exclude_seen else ()
         return ix.top_k(scores, vocab, k, exclude)
+
+    # ---- the export's recommend signature (export/recommend.py) ---------------
+    def serving_catalogue(self, graph: str, kwargs: dict, vocab) -> dict:
+        """I-AutoRec's rating row of every item (``{"ratings": [num_items,
+        num_users]}``, every known rating of the run's ``vocab/seen.npz``): the
+        constant its ``recommend`` signature reconstructs to rank a user's column.
+        U-AutoRec needs none (the request carries the user's row)."""
+        if kwargs.get("variant", "item") == "user":
+            return {}
+        vec = _known_vectors(vocab, "item")
+        return {"ratings": vec.dense()}
+
+    def serving_query(self, graph: str, kwargs: dict, vocab, user: int) -> dict:
+        """The ``recommend`` query of user index ``user``: ``user_id`` (I-AutoRec)
+        or the user's known ratings over items (U-AutoRec, ``ratings [1, N]``)."""
+        if kwargs.get("variant", "item") == "user":
+            return {"ratings": _known_vectors(vocab, "user").dense(np.array([user]))}
+        return {"user_id": np.array([user], np.int64)}
+
+
+def _known_vectors(vocab, variant: str):
+    """Every known rating of a run's vocabulary (``seen`` with ``seen_values``) as
+    item vectors over users (``item``) or user vectors over items (``user``)."""
+    from tfrec.data.vectors import RatingVectors, rating_vectors
+
+    values = getattr(vocab, "seen_values", None)
+    if vocab.seen is None or values is None:
+        raise ValueError(
+            "AutoRec recommends from the users' rating vectors, and this run's "
+            "vocabulary holds no ratings (vocab.seen_values); recommend from the "
+            "in-memory result of tfrec.train, or retrain with a tfrec whose run "
+            "vocabulary saves them."
+        )
+    indptr, indices = vocab.seen
+    num_users, num_items = len(vocab.users), len(vocab.items)
+    if variant == "user":
+        return RatingVectors(
+            np.asarray(indptr, np.int64),
+            np.asarray(indices, np.int64),
+            np.asarray(values, np.float32),
+            num_items,
+        )
+    owners = np.repeat(np.arange(num_users), np.diff(indptr))
+    return rating_vectors(indices, owners, values, num_rows=num_items, num_cols=num_users)
 
 
 # --------------------------------------------------------------------------- CDAE
@@ -833,3 +856,12 @@ class CDAERecipe(_VectorRecipe):
         )
         scores = np.asarray(out["scores"])[0]
         return ix.top_k(scores, vocab, k, seen if exclude_seen else ())
+
+    # ---- the export's recommend signature (export/recommend.py) ---------------
+    def serving_query(self, graph: str, kwargs: dict, vocab, user: int) -> dict:
+        """The ``recommend`` query of user index ``user``: ``user_id`` and the
+        user's known items as the implicit vector ``items [1, N]`` (as
+        :meth:`recommend` feeds the model). CDAE needs no item-side constants."""
+        items = np.zeros((1, len(vocab.items)), np.float32)
+        items[0, ix.seen_items(vocab, user)] = 1.0
+        return {"user_id": np.array([user], np.int64), "items": items}

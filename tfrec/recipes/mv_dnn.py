@@ -392,29 +392,60 @@ class MVDNNRecipe(Recipe):
         tower = net.get_layer("user_tower")
         num_genres = int(tower.input["user_genres"].shape[-1])
         title_vocab = int(tower.input["user_title_tokens"].shape[-1])
-        if getattr(vocab, "tables", None) is None:
-            raise ValueError(
-                "MV-DNN recommends from item content, and this run's vocabulary has "
-                "no content tables (vocab/tables.npz); recommend through the Python "
-                "API with recipe.vocab(data), or retrain with a tfrec that saves them."
-            )
-        tables = hx.tables_from_vocab(vocab, num_genres, title_vocab)
+        tables, content = _content(vocab, num_genres, title_vocab)
         user = ix.user_index(vocab, query)
-        hist, _ = hx.user_history(tables, user, int(tables.get("max_length", 50)))
-        content = ContentTables(
-            item_genres=tables["item_genres"],
-            item_title_tokens=tables["item_title_tokens"],
-            item_era=tables["item_era"],
-            user_gender=tables["user_gender"],
-            user_age=tables["user_age"],
-            user_occupation=tables["user_occupation"],
-            vocabs={},
-        )
-        feats = _select(mv_dnn_user_features(hist, content, [user]), tower.input)
+        feats = _select(_user_view(tables, content, user), tower.input)
         u = _unit(np.asarray(tower(feats)["query_embedding"]))[0]
         scores = np.mean([e @ u for e in view_vectors(net, content).values()], axis=0)
         seen = ix.seen_items(vocab, user) if exclude_seen else ()
         return ix.top_k(scores, vocab, k, seen)
+
+    # ---- the export's recommend signature (export/recommend.py) ---------------
+    def serving_catalogue(self, graph: str, kwargs: dict, vocab) -> dict:
+        """The item views of every item (``{item_genres, item_title_tokens,
+        item_era}``, ``[num_items, ...]``) from the run's ``vocab/tables.npz``:
+        the constants `mv_dnn`'s ``recommend`` signature scores the catalogue
+        with. Empty for the towers (they rank nothing)."""
+        if graph != "mv_dnn":
+            return {}
+        _, content = _content(vocab, int(kwargs.get("num_genres", 19)),
+                              int(kwargs.get("title_vocab", 300)))
+        return mv_dnn_item_features(content)
+
+    def serving_query(self, graph: str, kwargs: dict, vocab, user: int) -> dict:
+        """The user view of user index ``user`` (``[1, ...]`` arrays), the query
+        of `mv_dnn`'s ``recommend`` signature: content of the last
+        ``max_length`` training items plus demographics."""
+        tables, content = _content(vocab, int(kwargs.get("num_genres", 19)),
+                                   int(kwargs.get("title_vocab", 300)))
+        return _user_view(tables, content, int(user))
+
+
+def _content(vocab, num_genres: int, title_vocab: int) -> tuple[dict, ContentTables]:
+    """``(serving tables, content)`` a run's vocabulary saved (``vocab/tables.npz``)."""
+    if getattr(vocab, "tables", None) is None:
+        raise ValueError(
+            "MV-DNN recommends from item content, and this run's vocabulary has "
+            "no content tables (vocab/tables.npz); recommend through the Python "
+            "API with recipe.vocab(data), or retrain with a tfrec that saves them."
+        )
+    tables = hx.tables_from_vocab(vocab, num_genres, title_vocab)
+    content = ContentTables(
+        item_genres=tables["item_genres"],
+        item_title_tokens=tables["item_title_tokens"],
+        item_era=tables["item_era"],
+        user_gender=tables["user_gender"],
+        user_age=tables["user_age"],
+        user_occupation=tables["user_occupation"],
+        vocabs={},
+    )
+    return tables, content
+
+
+def _user_view(tables: dict, content: ContentTables, user: int) -> dict:
+    """Every user-view input of ``user`` (the model picks its own, ``_select``)."""
+    hist, _ = hx.user_history(tables, user, int(tables.get("max_length", 50)))
+    return mv_dnn_user_features(hist, content, [user])
 
 
 def serving_graphs(net, kw: dict) -> dict[str, ServingGraph]:
