@@ -22,18 +22,19 @@ ROOT = Path(__file__).resolve().parents[2]
 _RUNS: dict[str, Path] = {}
 
 
-def _train(name: str, base: Path) -> Path:
+def _train(name: str, base) -> Path:
+    """The session's shared run of ``name`` (tests/zoo_runs.py: trained once,
+    also for tests/export/test_export_all.py)."""
+    from tests.zoo_runs import zoo_run
+
     if name not in _RUNS:
-        recipe = model_info(name).recipe
-        run = base / name
-        tfrec.train(name, recipe.synthetic_data(0), out=run, **dict(recipe.test_config))
-        _RUNS[name] = run
+        _RUNS[name] = zoo_run(base, name)
     return _RUNS[name]
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    return tmp_path_factory.mktemp("zoo-runs")
+    return tmp_path_factory
 
 
 def test_every_model_has_a_recipe():
@@ -80,10 +81,10 @@ def test_model_trains_through_the_runner(name, base):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_every_serving_graph_of_the_run_exports_with_parity(name, base, tmp_path):
-    from export.cli import export_run
+    from tests.zoo_runs import zoo_export
 
-    run = _train(name, base)
-    paths = export_run(run, base_dir=tmp_path / "saved_models", verbose=False)
+    _train(name, base)
+    paths = {graph: path for _, graph, path in zoo_export(base, name)}
     assert name in paths
     for graph, path in paths.items():
         manifest = json.loads((path / "manifest.json").read_text())
