@@ -13,7 +13,8 @@ import os
 import signal
 import sys
 
-os.environ["TF_CONFIG"] = sys.argv[1]
+if __name__ == "__main__":  # before TensorFlow starts; the tests import SETTINGS
+    os.environ["TF_CONFIG"] = sys.argv[1]
 
 import keras  # noqa: E402
 
