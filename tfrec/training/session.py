@@ -556,7 +556,9 @@ class GRU4RecTrainer(keras.Model):
                 x = self.embed_dropout(x, training=True)
                 top, new_state = self._gru_forward(x, state)
                 row_scores = tf.matmul(top, w_rows, transpose_b=True)
-                scores = tf.gather(row_scores + b_rows[None, :], pos[:n_scored], 1)
+                scores = tf.gather(
+                    row_scores + b_rows[None, :], pos[:n_scored], axis=1
+                )
                 if self.loss_name == "cross-entropy":
                     total = cross_entropy_loss(
                         scores, valid, col_valid, log_pop, self.logq
@@ -594,8 +596,14 @@ class GRU4RecTrainer(keras.Model):
             if scored is not None:
                 g_b, b_idx = tf.boolean_mask(g_b, scored), tf.boolean_mask(rows, scored)
             pairs += [
-                (tf.IndexedSlices(g_w, rows), table.embeddings),
-                (tf.IndexedSlices(g_b, b_idx), table.bias),
+                (
+                    tf.IndexedSlices(g_w, rows, tf.shape(table.embeddings.value)),
+                    table.embeddings,
+                ),
+                (
+                    tf.IndexedSlices(g_b, b_idx, tf.shape(table.bias.value)),
+                    table.bias,
+                ),
             ]
         self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         return loss, tf.reduce_sum(valid)
