@@ -513,8 +513,7 @@ class GRU4RecTrainer(keras.Model):
         if dedup:
             # Softmax over repeated samples: a sample drawn c times enters the
             # normaliser c times with one score, i.e. once with + log(c).
-            s_rows, _, s_count = tf.unique_with_counts(samples)
-            scored_ids = tf.concat([s_rows, target], axis=0)
+            scored_ids = tf.concat([samples, target], axis=0)
         elif self.n_sample:
             scored_ids = tf.concat([target, samples], axis=0)
             col_valid = tf.concat([valid, tf.ones([self.n_sample], tf.float32)], 0)
@@ -529,7 +528,8 @@ class GRU4RecTrainer(keras.Model):
             scored_ids, col_valid = target, valid
             log_pop = tf.gather(self._log_pop, target)
         ids = tf.concat([scored_ids, item], axis=0) if shared else scored_ids
-        # `tf.unique` keeps first occurrences in order: rows[:n_s] are s_rows.
+        # `tf.unique` keeps first occurrences in order: with the samples first,
+        # rows[:n_s] are the distinct samples.
         rows, pos = tf.unique(ids)
         n_rows = tf.shape(rows)[0]
         n_scored = tf.shape(scored_ids)[0]
@@ -543,8 +543,7 @@ class GRU4RecTrainer(keras.Model):
         item_mask = tf.cast(item > 0, tf.float32)[:, None]
         if dedup:
             g_w, g_b, pairs, loss = self._dedup_xe(
-                item, target, valid, state, samples, s_rows, s_count,
-                rows, pos, w_rows, b_rows, item_mask, others, shared,
+                item, target, valid, state, rows, pos, w_rows, b_rows, item_mask, others, shared,
             )
         else:
             with tf.GradientTape() as tape:
@@ -609,24 +608,26 @@ class GRU4RecTrainer(keras.Model):
         return loss, tf.reduce_sum(valid)
 
     def _dedup_xe(
-        self, item, target, valid, state, samples, s_rows, s_count, rows,
-        pos, w_rows, b_rows, item_mask, others, shared,
+        self, item, target, valid, state, rows, pos, w_rows, b_rows, item_mask, others, shared,
     ):
         """Forward and gradients of the cross-entropy step over distinct
         samples (each with + log(count)); the gradients of the sampled rows,
         the target rows and the input rows are taken on separate leaves and
         summed into the distinct rows with one small scatter."""
         b = self.batch_size
-        n_s = tf.shape(s_rows)[0]
+        k = self.n_sample
+        n_s = tf.reduce_max(pos[:k]) + 1
+        s_rows = rows[:n_s]
+        s_count = tf.math.unsorted_segment_sum(tf.ones([k], tf.float32), pos[:k], n_s)
         n_rows = tf.shape(rows)[0]
-        t_pos = pos[n_s : n_s + b]
+        t_pos = pos[k : k + b]
         w_s, b_s = w_rows[:n_s], b_rows[:n_s]
         w_t, b_t = tf.gather(w_rows, t_pos), tf.gather(b_rows, t_pos)
         leaves = [w_s, b_s, w_t, b_t]
         if shared:
-            x_rows = tf.gather(w_rows, pos[n_s + b :])
+            x_rows = tf.gather(w_rows, pos[k + b :])
             leaves.append(x_rows)
-        s_adj = tf.math.log(tf.cast(s_count, tf.float32))
+        s_adj = tf.math.log(s_count)
         t_adj = tf.zeros([b], tf.float32)
         if self.logq:
             s_adj -= self.logq * tf.gather(self._log_pop_sample, s_rows)
@@ -651,7 +652,7 @@ class GRU4RecTrainer(keras.Model):
         g_b = tf.concat([gb_s, tf.zeros([extra], gb_s.dtype)], 0)
         if shared:
             g_w = tf.tensor_scatter_nd_add(
-                g_w, pos[n_s:][:, None], tf.concat([g_t, grads[4]], 0)
+                g_w, pos[k:][:, None], tf.concat([g_t, grads[4]], 0)
             )
         else:
             g_w = tf.tensor_scatter_nd_add(g_w, t_pos[:, None], g_t)
