@@ -26,6 +26,19 @@ What the official GRU4Rec code does, and this module reproduces:
   output (the dropped-out output is the layer's new state, as in the official
   code).
 
+Speed (the same arithmetic, up to float rounding): `GRU4RecTrainer` trains with
+``_fast_step`` by default: each step reads the distinct item-table rows it needs
+once (one `tf.unique` over samples, targets and clicked items), scores the
+distinct samples only (a sample drawn ``c`` times enters the softmax once with
+``+ log(c)``, cross-entropy), takes the gradients on those rows and updates
+exactly them (`AdagradMomentum.apply_rows`: no second unique / segment sum, a
+gather and scatter-update instead of the slow CPU scatter-add); the GRU runs on
+its weights directly and the cross-entropy uses the fused sparse softmax
+kernel; sampling is an inverse-CDF table lookup equal to ``searchsorted``.
+``fast=False`` keeps the plain tape-over-Keras-layers step as the reference
+(tests compare the two). Inputs of shape ``[steps, batch]`` (several
+session-parallel steps per element) run their steps in a `tf.while_loop`.
+
 Deviation: at the end of an epoch the official iterator shrinks the batch as
 sessions run out; here the batch keeps its size and empty slots are masked out
 of the loss and of the in-batch negatives (the same arithmetic).
