@@ -132,8 +132,7 @@ def run(quick: bool = False, threads: int = 1, smoke: bool = False) -> dict:
     else:
         from tfrec.data.sessions import load_yoochoose
 
-        data_dir = os.environ.get("TFREC_DATA_DIR")
-        sessions = load_yoochoose(Path(data_dir) if data_dir else None).train
+        sessions = load_yoochoose().train  # the catalogue copy (TFREC_DATA_DIR)
         name = "yoochoose-rsc15-100k-sample (all training sessions)"
     batches = session_parallel_batches(sessions, BATCH)
     steps = 40 if smoke else (400 if quick else 1200)
