@@ -319,12 +319,24 @@ class GraphNegatives:
                 f"rounds={rounds!r}, chunk_batches={chunk_batches!r}"
             )
         self.num_items = int(num_items)
-        keys = users.astype(np.int64) * self.num_items + items.astype(np.int64)
+        keys = users.astype(np.int64)  # the one full-size array this class keeps
+        keys *= self.num_items
+        keys += items
         if len(keys) > 1 and not np.all(keys[1:] >= keys[:-1]):
             keys.sort()
-        distinct = np.bincount(
-            np.unique(keys) // self.num_items, minlength=int(users.max()) + 1
-        )
+        num_users = int(users.max()) + 1
+        distinct = np.zeros(num_users, np.int64)  # distinct items per user
+        per_user = np.zeros(num_users, np.int64)  # positives per user
+        step = 1 << 22  # counted in slices: no temporaries the size of the data
+        for at in range(0, len(keys), step):
+            part = keys[at : at + step]
+            first = np.ones(len(part), bool)
+            first[1:] = part[1:] != part[:-1]
+            if at:
+                first[0] = part[0] != keys[at - 1]
+            owner = part // self.num_items
+            per_user += np.bincount(owner, minlength=num_users)
+            distinct += np.bincount(owner[first], minlength=num_users)
         full = np.flatnonzero(distinct >= self.num_items)
         if num_negatives and len(full):
             raise ValueError(
@@ -340,9 +352,7 @@ class GraphNegatives:
         self.rounds = int(rounds)
         # Expected share of each positive's user's catalogue that is positive,
         # weighted by that user's share of the negatives (for the residual rate).
-        density = distinct / self.num_items
-        per_user = np.bincount(keys // self.num_items, minlength=len(distinct))
-        self._density, self._per_user = density, per_user
+        self._density, self._per_user = distinct / self.num_items, per_user
         # Multipliers of the per-epoch affine permutation: coprime with N, spread
         # over [N/4, 3N/4) so neighbouring positions land far apart.
         rng = np.random.default_rng([self.seed, 7919])
@@ -352,7 +362,6 @@ class GraphNegatives:
         self._keys = tf.constant(keys)
         self._mults = tf.constant(np.asarray(mults, np.int64))
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self._output_name = "score"
 
     # ---- state --------------------------------------------------------------
     @property
@@ -477,21 +486,25 @@ class GraphNegatives:
             )
             tail = tf.data.Dataset.from_tensors(
                 elems(u[full:], i[full:], y[full:])
-            ).filter(lambda x, _: tf.size(x["user_id"]) > 0)
+            ).filter(plain(lambda x, _: tf.size(x["user_id"]) > 0))
             return head.concatenate(tail)
 
         def next_epoch(_):
             return self._epoch.assign_add(1) - 1
 
+        def chunks(e):
+            return tf.data.Dataset.range(num_chunks).map(plain(lambda c: (e, c)))
+
+        # Plain graph code: no AutoGraph conversion (which re-reads the source
+        # file and so breaks when the file changes under a running process).
+        plain = tf.autograph.experimental.do_not_convert
         num_chunks = self.num_chunks
         ds = (
             tf.data.Dataset.from_tensors(tf.constant(0, tf.int64))
-            .map(next_epoch)
-            .flat_map(
-                lambda e: tf.data.Dataset.range(num_chunks).map(lambda c: (e, c))
-            )
-            .map(self.chunk, num_parallel_calls=2, deterministic=True)
-            .flat_map(batches)
+            .map(plain(next_epoch))
+            .flat_map(plain(chunks))
+            .map(plain(self.chunk), num_parallel_calls=2, deterministic=True)
+            .flat_map(plain(batches))
         )
         ds = ds.apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
         return ds.prefetch(tf.data.AUTOTUNE)
