@@ -305,7 +305,8 @@ class GraphNegatives:
             raise ValueError("No positives to train on: the training set is empty.")
         if int(num_negatives) < 0:
             raise ValueError(
-                f"`num_negatives` must be >= 0. Received: num_negatives={num_negatives!r}"
+                "`num_negatives` must be >= 0. Received: "
+                f"num_negatives={num_negatives!r}"
             )
         if items.min() < 0 or items.max() >= num_items or users.min() < 0:
             raise ValueError(

@@ -122,6 +122,17 @@ class NCFRecipe(Recipe):
             models=("gmf", "ncf_mlp", "neumf"),
         ),
         Preset(
+            "ncf_fast",
+            {"embedding_dim": 8, "epochs": 12, "batch_size": 2048,
+             "learning_rate": 0.004, "num_negatives": 4, "steps_per_execution": 16},
+            "scripts/bench_neumf.py: the paper's model and 4 negatives per positive at "
+            "batch 2048 with Adam lr 0.004 (4x the paper's, sqrt-scaled for 8x the "
+            "batch), 12 epochs; HR@10 0.6804 at epoch 12 (seed 0), read off the test "
+            "curve (the published split has no validation part), not tuned further",
+            dataset="ncf-ml-1m",
+            models=("neumf",),
+        ),
+        Preset(
             "ncf_pretrained",
             {"embedding_dim": 8, "pretrain": True, "pretrain_epochs": 10, "epochs": 5,
              "learning_rate": 0.001, "finetune_optimizer": "sgd", "alpha": 0.5},
