@@ -194,7 +194,12 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
 
 
 def run(quick: bool = False, threads: int = 2, *, log=print,
-        plot_path: Path | None = PLOT) -> dict:
+        plot_path: Path | None = None) -> dict:
+    """Every (model, size) in its own subprocess. The plot goes to ``plot_path``,
+    by default docs/scaling.png for a full run and nowhere for a quick one (so
+    ``make bench-quick`` never replaces the README's plot)."""
+    if plot_path is None and not quick:
+        plot_path = PLOT
     sizes = QUICK_SIZES if quick else SIZES
     steps = 10 * SPE if quick else 40 * SPE
     rows = []
@@ -244,7 +249,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the result as JSON here")
-    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="where to write the plot (default: docs/scaling.png "
+                        "for a full run, none for --quick)")
+    parser.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=tuple(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--interactions", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -255,7 +263,9 @@ def main(argv=None):
                      args.full_epoch)
         print(json.dumps(row))
         return
-    result = run(args.quick, args.threads, plot_path=None if args.no_plot else PLOT)
+    result = run(args.quick, args.threads, plot_path=args.plot)
+    if args.no_plot:
+        result.pop("plot", None)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
