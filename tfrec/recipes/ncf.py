@@ -127,8 +127,10 @@ class NCFRecipe(Recipe):
              "learning_rate": 0.004, "num_negatives": 4, "steps_per_execution": 16},
             "scripts/bench_neumf.py: the paper's model and 4 negatives per positive at "
             "batch 2048 with Adam lr 0.004 (4x the paper's, sqrt-scaled for 8x the "
-            "batch), 12 epochs; HR@10 0.6804 at epoch 12 (seed 0), read off the test "
-            "curve (the published split has no validation part), not tuned further",
+            "batch), 12 epochs; HR@10 0.6804 at epoch 12 (seed 0) in bench_neumf.py "
+            "(this recipe's stage, fit an epoch at a time; not yet rerun through "
+            "`tfrec train`), read off the test curve (the published split has no "
+            "validation part), not tuned further",
             dataset="ncf-ml-1m",
             models=("neumf",),
         ),
