@@ -221,7 +221,8 @@ def run(quick: bool = False, threads: int = 2, *, log=print) -> dict:
     runs = {}
     for bs, lr, decay in TFREC_SETUPS:
         setup = Tfrec(split, bs, lr, decay)
-        runs[f"tfrec_{bs}"] = {
+        key = f"tfrec_{bs}_lr{lr:g}" + (f"_decay{decay:g}" if decay != 1 else "")
+        runs[key] = {
             "setup": setup.name, **time_to_hr(setup, protocol, MAX_EPOCHS, log)
         }
     base = Baseline(split)
