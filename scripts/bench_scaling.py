@@ -1,0 +1,278 @@
+"""How cost grows: NeuMF and MF on power-law synthetic interactions, 1 M to 100 M.
+
+Each (model, size) runs in a fresh subprocess: it generates the interactions
+(`tfrec.data.synthetic.powerlaw_interactions`, users and items growing with the
+square root of the size, 140k x 30k at 100 M, density 2.4 %), builds the NCF
+recipe's training stage (negatives drawn inside ``tf.data``, 4 per positive,
+batch 2048, ``steps_per_execution`` 16), and times a fixed number of steps.
+``epoch_s`` is derived (examples per epoch / examples per second, flagged
+``epoch_s_estimated``); at 1 M (quick mode: 300k) a full epoch is also timed
+(wall clock of a ``fit`` call, its start-up included) to check the estimate.
+
+Memory: ``peak_rss_mb`` is the process's high-water mark (``getrusage``), set by
+the data and its setup; ``train_rss_growth_mb`` is how far the resident set rose
+above its level before ``fit`` while training (sampled every 50 ms): the model,
+its optimiser slots and the pipeline's buffers, nothing per epoch. What is held
+is ``data_mb``: the sorted int64 keys ``user * num_items + item`` (8 bytes per
+interaction), the training data itself.
+
+    python scripts/bench_scaling.py [--quick] [--threads 2] [--out scaling.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SIZES = (1_000_000, 10_000_000, 100_000_000)
+QUICK_SIZES = (100_000, 300_000, 1_000_000)
+MODELS = {"neumf": {"embedding_dim": 8}, "mf": {"embedding_dim": 16}}
+BATCH, LR, SPE = 2048, 6e-3, 16
+PLOT = ROOT / "docs" / "scaling.png"
+
+
+def catalogue(n: int) -> tuple[int, int]:
+    """(users, items) for ``n`` interactions: 140k x 30k at 100 M, ~sqrt(n)."""
+    f = math.sqrt(n / 1e8)
+    return max(100, round(140_000 * f)), max(50, round(30_000 * f))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class RssSampler(threading.Thread):
+    """Highest resident set seen while running (every ``every`` seconds)."""
+
+    def __init__(self, every=0.05):
+        super().__init__(daemon=True)
+        self.every, self.peak, self._done = every, _rss_mb(), threading.Event()
+
+    def run(self):
+        while not self._done.wait(self.every):
+            self.peak = max(self.peak, _rss_mb())
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        return self.peak
+
+
+def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool) -> dict:
+    """One (model, size) in this process; returns its measurements."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    from tfrec.data.synthetic import powerlaw_interactions
+    from tfrec.recipes.ncf import NCFConfig, NCFRecipe
+
+    num_users, num_items = catalogue(n)
+    t = time.perf_counter()
+    users, items = powerlaw_interactions(n, num_users, num_items, seed=0)
+    gen_s = time.perf_counter() - t
+    split = _Split(users, items, num_users, num_items)
+    keras.utils.set_random_seed(0)
+    config = NCFConfig(
+        batch_size=BATCH, learning_rate=LR, num_negatives=4, steps_per_execution=SPE
+    )
+    plan = NCFRecipe().build_stage(model, model, split, config, MODELS[model], {})
+    del users, items, split  # the sampler's keys are the data from here on
+    sampler = plan.callbacks[0].sampler
+    net = plan.trainer
+    marks = {}
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if "start" not in marks and batch >= 2 * SPE - 1:
+                marks["start"], marks["first"] = time.perf_counter(), batch
+
+        def on_train_end(self, logs=None):
+            marks["end"] = time.perf_counter()
+
+    rss_before = _rss_mb()
+    sampler_thread = RssSampler()
+    sampler_thread.start()
+    net.fit(plan.dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+            callbacks=[*plan.callbacks, Clock()])
+    examples = (steps - 1 - marks["first"]) * BATCH
+    rate = examples / (marks["end"] - marks["start"])
+    out = {
+        "model": model, "interactions": n, "users": num_users, "items": num_items,
+        "examples_per_epoch": len(sampler), "examples_per_s": round(rate),
+        "epoch_s": round(len(sampler) / rate, 2), "epoch_s_estimated": True,
+        "timed_steps": steps - 1 - marks["first"], "batch_size": BATCH,
+        "generate_s": round(gen_s, 1), "data_mb": round(8 * n / 2**20, 1),
+        "rss_before_fit_mb": round(rss_before, 1),
+    }
+    if full_epoch:  # the check of the estimate: one whole epoch, timed
+        t = time.perf_counter()
+        net.fit(plan.dataset, epochs=2, initial_epoch=1, verbose=0,
+                callbacks=plan.callbacks)
+        out["measured_epoch_s"] = round(time.perf_counter() - t, 2)
+    out["train_rss_growth_mb"] = round(sampler_thread.stop() - rss_before, 1)
+    out["peak_rss_mb"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+    )
+    return out
+
+
+class _Split:
+    """The fields of a `Split` the NCF recipe's training stage reads."""
+
+    valid = None
+
+    def __init__(self, users, items, num_users, num_items):
+        self.train = {"user_id": users, "item_id": items}
+        self.num_users, self.num_items = num_users, num_items
+
+
+def plot(rows: list[dict], path: Path = PLOT) -> None:
+    """Three panels (examples/s, epoch seconds, peak RSS vs interactions, log-x),
+    written atomically."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tfrec.io import atomic_write_bytes
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = (
+        ("examples_per_s", "examples / s", False),
+        ("epoch_s", "seconds per epoch (estimated)", True),
+        ("peak_rss_mb", "peak resident memory (MB)", False),
+    )
+    for ax, (key, label, logy) in zip(axes, panels, strict=True):
+        for model in MODELS:
+            pts = sorted(
+                (r["interactions"], r[key]) for r in rows if r["model"] == model
+            )
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=model)
+        if key == "peak_rss_mb":
+            pts = sorted({(r["interactions"], r["data_mb"]) for r in rows})
+            ax.plot(*zip(*pts, strict=True), ls="--", c="grey",
+                    label="data (int64 keys)")
+        ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel("interactions")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"NeuMF and MF, in-graph negatives (4 per positive), batch {BATCH}", fontsize=10
+    )
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def run(quick: bool = False, threads: int = 2, *, log=print,
+        plot_path: Path | None = None) -> dict:
+    """Every (model, size) in its own subprocess. The plot goes to ``plot_path``,
+    by default docs/scaling.png for a full run and nowhere for a quick one (so
+    ``make bench-quick`` never replaces the README's plot)."""
+    if plot_path is None and not quick:
+        plot_path = PLOT
+    sizes = QUICK_SIZES if quick else SIZES
+    steps = 10 * SPE if quick else 40 * SPE
+    rows = []
+    for model in MODELS:
+        for n in sizes:
+            cmd = [
+                sys.executable, str(Path(__file__).resolve()), "--worker", model,
+                "--interactions", str(n), "--steps", str(steps),
+                "--threads", str(threads),
+            ]
+            if n == (300_000 if quick else 1_000_000):
+                cmd.append("--full-epoch")
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"scaling worker {model} {n:,} failed:\n{proc.stderr[-3000:]}"
+                )
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            log(f"  {row}")
+            rows.append(row)
+    result = {
+        "scaling": rows,
+        "epoch_s_estimated": True,
+        "note": (
+            "epoch_s = examples per epoch / examples_per_s over "
+            f"{steps} steps; measured_epoch_s (one whole epoch) checks it; "
+            "peak_rss_mb is the high-water mark (data generation and setup included); "
+            "train_rss_growth_mb is the rise above the pre-fit level while training"
+        ),
+    }
+    checks = [r for r in rows if "measured_epoch_s" in r]
+    result["estimate_check"] = [
+        {"model": r["model"], "estimated_s": r["epoch_s"],
+         "measured_s": r["measured_epoch_s"],
+         "ratio": round(r["measured_epoch_s"] / r["epoch_s"], 3)}
+        for r in checks
+    ]
+    if plot_path is not None:
+        plot(rows, plot_path)
+        result["plot"] = str(plot_path)
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=None, help="write the result as JSON here")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="where to write the plot (default: docs/scaling.png "
+                        "for a full run, none for --quick)")
+    parser.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=tuple(MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--interactions", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--full-epoch", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        row = worker(args.worker, args.interactions, args.steps, args.threads,
+                     args.full_epoch)
+        print(json.dumps(row))
+        return
+    result = run(args.quick, args.threads, plot_path=args.plot)
+    if args.no_plot:
+        result.pop("plot", None)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        from tfrec.io import atomic_write_text
+
+        atomic_write_text(Path(args.out), text + "\n")
+
+
+if __name__ == "__main__":
+    main()
