@@ -96,6 +96,15 @@ class RecommendPlan:
             }  # fmt: skip
         self.never = tuple(int(i) for i in rule.never)
         self.manifest: dict = {}
+        self.factor = None
+        if rule.rule == "pairwise" and rule.factor is not None:
+            from tfrec.evaluation.factors import FactorScores, has_layers
+
+            if has_layers(model, rule.factor):
+                self.factor = FactorScores(model, rule.factor, rule.scores,
+                                           self.constants)
+                # every one-sided table, once: constants of the graph
+                self.frozen = self.factor.frozen(self.size)
 
     # ---- the graph
 
@@ -108,6 +117,10 @@ class RecommendPlan:
             out = model(dict(query), training=False)
             extra = {k: out[k] for k in rule.passthrough}
             return tf.cast(out[rule.scores], tf.float32), extra
+        if self.factor is not None:  # one matmul against the item table
+            from tfrec.evaluation.factors import frozen_scores
+
+            return frozen_scores(query["user_id"], self.frozen), {}
         if rule.rule == "pairwise":
             first = next(iter(query.values()))
             b = tf.shape(first)[0]
@@ -129,9 +142,11 @@ class RecommendPlan:
             table = tf.cast(self._table(), tf.float32)
             norms = tf.sqrt(tf.reduce_sum(tf.square(table), axis=1, keepdims=True))
             unit = table / tf.maximum(norms, 1e-12)
-            sims = tf.matmul(unit, unit, transpose_b=True)  # [N, N]
             ids = tf.cast(query[next(iter(query))], tf.int64)
-            scores, _ = _gather_rows(sims, ids)
+            valid = tf.logical_and(ids >= 0, ids < n)
+            rows = tf.gather(unit, tf.where(valid, ids, tf.zeros_like(ids)))
+            scores = tf.matmul(rows, unit, transpose_b=True)  # [batch, N]
+            scores = tf.where(valid[:, None], scores, -np.inf)
             self_hit = tf.equal(ids[:, None], tf.range(n, dtype=tf.int64)[None, :])
             return tf.where(self_hit, -np.inf, scores), {}
         raise RecommendError(f"Unknown catalogue rule {rule.rule!r}.")
@@ -146,16 +161,11 @@ class RecommendPlan:
 
         n = self.size
         scores, extra = self.full_scores(query)
-        ids = tf.range(n, dtype=tf.int64)
-        hit = tf.reduce_any(
-            tf.equal(tf.cast(exclude, tf.int64)[:, :, None], ids[None, None, :]),
-            axis=1,
-        )
+        masked = exclude_scatter(scores, exclude, n)
         if self.never:
             never = np.zeros(n, bool)
             never[list(self.never)] = True
-            hit = tf.logical_or(hit, tf.constant(never)[None, :])
-        masked = tf.where(hit, tf.constant(-np.inf, tf.float32), scores)
+            masked = tf.where(tf.constant(never)[None, :], -np.inf, masked)
         k = tf.clip_by_value(tf.cast(tf.reshape(k, []), tf.int32), 1, n)
         top, index = tf.math.top_k(masked, k=k, sorted=True)
         index = tf.where(
@@ -234,6 +244,9 @@ class RecommendPlan:
             serve, input_signature=[specs[n] for n in names], opset=opset,
             output_path=str(path),
         )  # fmt: skip
+        from export.artifact import check_onnx_ops
+
+        check_onnx_ops(proto, self.model, opset=opset)
         got = sorted(o.name for o in proto.graph.output)
         if got != sorted(self.output_names()):
             raise RecommendError(
@@ -297,6 +310,23 @@ class RecommendPlan:
             }
             for key, rows in report.items()
         }
+
+
+def exclude_scatter(scores, exclude, n: int):
+    """``scores [batch, N]`` with ``-inf`` at each row's ``exclude`` ids: the
+    valid ids (``[0, N)``; the -1 padding and others match nothing) scattered
+    into the scores (ONNX ``ScatterND``), not compared with every item."""
+    import tensorflow as tf
+
+    ex = tf.cast(exclude, tf.int64)
+    ok = tf.logical_and(ex >= 0, ex < n)
+    rows = tf.broadcast_to(
+        tf.range(tf.shape(ex, out_type=tf.int64)[0])[:, None],
+        tf.shape(ex, out_type=tf.int64),
+    )
+    index = tf.boolean_mask(tf.stack([rows, ex], -1), ok)
+    fill = tf.fill(tf.shape(index)[:1], tf.constant(-np.inf, tf.float32))
+    return tf.tensor_scatter_nd_update(tf.cast(scores, tf.float32), index, fill)
 
 
 def _dtype(tensor) -> str:
@@ -545,6 +575,7 @@ def describe(plan: RecommendPlan, report: dict, atol: float, rtol: float) -> dic
         "signature": SIGNATURE,
         "onnx": ONNX_FILE,
         "rule": rule.rule,
+        "factor": plan.factor is not None,
         "scores_from": rule.scores,
         "catalogue_size": plan.size,
         "never_recommended": list(plan.never),

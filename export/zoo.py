@@ -88,15 +88,23 @@ def export_runs(
 ) -> list[tuple[str, str, Path]]:
     """Exports every serving graph of each run (``export.cli.export_run``); the
     folders are ``<run model>`` and ``<run model>-<graph>`` so two runs never
-    share one. ``[(run model, graph, version folder)]``."""
-    from export.cli import export_run
+    share one. A run with a graph the browser page can drive is exported with
+    ``web_demo=True`` (``web/`` written inside the version before it is
+    published). ``[(run model, graph, version folder)]``."""
+    from export.cli import _web_demo_graph, export_run
     from tfrec.training.runner import load_run
 
     out = []
     for run in runs:
-        _, record = load_run(Path(run))
+        serving, record = load_run(Path(run))
         model = record["model"]
-        paths = export_run(run, name=model, base_dir=base_dir, verbose=False)
+        try:  # a page-capable graph and the onnxruntime-web files
+            _web_demo_graph(serving, record["main"])
+            web = True
+        except (ValueError, FileNotFoundError):
+            web = False
+        paths = export_run(run, name=model, base_dir=base_dir, verbose=False,
+                           web_demo=web)
         out += [(model, graph, path) for graph, path in paths.items()]
     return out
 

@@ -7,8 +7,14 @@
    is the SavedModel's ``recommend`` signature through ``tf.saved_model.load``;
    the ORT side is ``recommend.onnx`` in several session configurations
    (threads, execution mode, graph optimisation level, I/O binding with
-   pre-allocated inputs); for MF also two prototype graphs (bench only: one
-   matmul against the item table, exclusions by scatter; `mf_prototype_graphs`).
+   pre-allocated inputs). Both are factor models (`tfrec.registry.Factor`): the
+   exported graph scores the user against the whole item table in one matmul
+   from tables precomputed at export (NeuMF: the GMF part as a matmul, the MLP
+   over the user's half of its first layer plus every item's half, items along
+   the last axis) and scatters the exclusions into the scores (ONNX
+   ``ScatterND``). For MF also the four prototype graphs it came from (bench
+   only, reading the model's variables: pair tiling or matmul, comparison or
+   scatter; `mf_prototype_graphs`).
    ``serving.all_items_ort_speedup`` is the TF time over
    the time of the ORT session that `export.serving.ExportedModel.recommend`
    builds (onnxruntime's defaults), for NeuMF; the best configuration and MF

@@ -61,6 +61,35 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class Factor:
+    """Where a factor model keeps its user-side and item-side vectors
+    (`tfrec.evaluation.factors`): its scores of every item are then one matmul,
+    ``act(U[u] @ I^T + b_u + b_i + b)`` (plus, with ``tower``, an MLP over the
+    user's half of the first layer plus every item's precomputed half).
+
+    * ``user`` / ``item``: layers paired in order, their vectors concatenated:
+      an ``IdEmbedding`` on the id, or ``"layer@input"`` for a bias-free
+      ``Dense`` applied to an item-side input (VBPR's ``E f_i``);
+    * ``user_bias``, ``item_bias`` (summed, same two forms), ``offset`` (a
+      ``Bias`` layer's scalar);
+    * ``head``: the ``Dense(1)`` prediction layer: its kernel weights the
+      product elementwise (GMF's ``h``, folded into the user vector) and then the
+      tower's output; its bias is added and its activation applied. Without a
+      head, the activation of the layer named like the output (MF's sigmoid).
+    * ``tower``: ``(user embedding, item embedding, prefix)`` of an NCF MLP over
+      ``concat(user, item)`` whose Dense layers are ``{prefix}_dense_{k}``.
+    """
+
+    user: tuple[str, ...] = ()
+    item: tuple[str, ...] = ()
+    user_bias: str | None = None
+    item_bias: tuple[str, ...] = ()
+    offset: str | None = None
+    head: str | None = None
+    tower: tuple[str, str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Catalogue:
     """How a model scores every item of its catalogue (`export.recommend`).
 
@@ -77,6 +106,10 @@ class Catalogue:
     * ``embedding``: the layer ``table`` holds item embeddings ``[N, d]``; the
       query item's cosine to every item, the item itself excluded.
 
+    ``factor``: a ``pairwise`` model whose score is a dot product of a user-side
+    and an item-side vector (plus biases; `Factor`): its recommend graph and its
+    evaluation score every item in one matmul instead of tiling the pair model.
+
     ``never``: item indices never recommended (GRU4Rec's padding index 0).
     ``passthrough``: outputs returned beside ``item_ids``/``scores`` (the new
     GRU state of ``gru4rec_step``).
@@ -89,6 +122,7 @@ class Catalogue:
     table: str | None = None
     never: tuple[int, ...] = ()
     passthrough: tuple[str, ...] = ()
+    factor: Factor | None = None
 
 
 def _autorec_catalogue(kwargs: dict) -> Catalogue:
@@ -108,6 +142,9 @@ def _mv_dnn_catalogue(kwargs: dict) -> Catalogue:
 
 
 _PAIR = Catalogue("pairwise", item_input="item_id")
+_GMF = {"user": ("gmf_user_embedding",), "item": ("gmf_item_embedding",)}
+_MLP = ("mlp_user_embedding", "mlp_item_embedding", "mlp")
+_CF = Factor(user=("user_factors",), item=("item_factors",), item_bias=("item_bias",))
 _HYBRID = Catalogue("pairwise", item_input="item_id", item_features=("item_content",))
 _SESSION = Catalogue("vector", scores="scores", never=(0,))
 
@@ -117,14 +154,25 @@ _SESSION = Catalogue("vector", scores="scores", never=(0,))
 # the run's vocabulary through the recipe's ``serving_catalogue`` (MV-DNN's item
 # views, I-AutoRec's rating rows) or from ``vocab/item_content.npz``.
 CATALOGUE_SCORING: dict[str, Catalogue | Callable[[dict], Catalogue]] = {
-    "gmf": _PAIR,
-    "mf": _PAIR,
-    "ncf_mlp": _PAIR,
-    "neumf": _PAIR,
-    "bpr_mf": _PAIR,
+    "gmf": Catalogue("pairwise", item_input="item_id",
+                     factor=Factor(**_GMF, head="prediction")),
+    "mf": Catalogue("pairwise", item_input="item_id", factor=Factor(
+        user=("mf_user_embedding",), item=("mf_item_embedding",),
+        user_bias="mf_user_bias", item_bias=("mf_item_bias",), offset="global_bias",
+    )),
+    "ncf_mlp": Catalogue("pairwise", item_input="item_id",
+                         factor=Factor(head="prediction", tower=_MLP)),
+    "neumf": Catalogue("pairwise", item_input="item_id",
+                       factor=Factor(**_GMF, head="prediction", tower=_MLP)),
+    "bpr_mf": Catalogue("pairwise", item_input="item_id", factor=_CF),
     "youtube_candidate": _PAIR,
     "vbpr": Catalogue(
-        "pairwise", item_input="item_id", item_features=("item_features",)
+        "pairwise", item_input="item_id", item_features=("item_features",),
+        factor=Factor(
+            user=("user_factors", "user_visual_factors"),
+            item=("item_factors", "visual_projection@item_features"),
+            item_bias=("item_bias", "visual_bias@item_features"),
+        ),
     ),
     "cbf_profile": Catalogue("pairwise", item_features=("item_content",)),
     "content_cnn_ranker": Catalogue("pairwise", item_features=("content",)),

@@ -311,3 +311,42 @@ def test_gru4rec_step_client_loop_equals_whole_sequence(tmp_path):
     np.testing.assert_array_equal(out["item_ids"], whole["item_ids"])
     assert not set(session) & set(out["item_ids"][0].tolist())
     assert 0 not in out["item_ids"][0]  # padding is never recommended
+
+
+FACTOR = ("mf", "gmf", "bpr_mf", "vbpr", "neumf", "ncf_mlp")
+
+
+@pytest.mark.parametrize("name", FACTOR)
+def test_factor_models_score_the_catalogue_in_one_matmul(name, zoo_exports):
+    """Factor models (`tfrec.registry.Factor`): no pair tiling in the graph, the
+    exclusions scattered (``ScatterND``, not a comparison with every item);
+    repeated and -1 ids change nothing. Parity with the pair model is
+    test_recommend_matches_keras_in_both_runtimes."""
+    import onnx
+    import onnxruntime as ort
+
+    model, path = zoo_exports(name)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["recommend"]["factor"] is True
+    ops = {n.op_type for n in onnx.load(str(path / "recommend.onnx")).graph.node}
+    assert "ScatterND" in ops and "MatMul" in ops
+    assert not ops & {"Tile", "ReduceSum", "ReduceMax"}, sorted(ops)
+    session = ort.InferenceSession(str(path / "recommend.onnx"))
+    q = query_of(name, manifest, batch=2)
+    feed = {**q, "k": np.array(17, np.int64)}
+    once = ort_run(session, {**feed, "exclude": np.array([[3], [5]], np.int64)})
+    again = ort_run(session, {**feed, "exclude": np.array([[3, 3, -1], [-1, 5, 5]],
+                                                          np.int64)})  # fmt: skip
+    np.testing.assert_array_equal(once["item_ids"], again["item_ids"])
+    assert np.isneginf(once["scores"][:, -1]).all()
+    assert 3 not in once["item_ids"][0] and 5 not in once["item_ids"][1]
+
+
+def test_pair_models_scatter_their_exclusions_too(zoo_exports):
+    import onnx
+
+    _, path = zoo_exports("youtube_candidate")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["recommend"]["factor"] is False
+    ops = {n.op_type for n in onnx.load(str(path / "recommend.onnx")).graph.node}
+    assert "ScatterND" in ops

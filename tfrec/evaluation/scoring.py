@@ -10,6 +10,15 @@ rows ``item_inputs[name][item_idx]``; only the model's own inputs are fed
 ``predict(feed_dict) -> output_dict`` (an onnxruntime session, a SavedModel
 signature).
 
+`keras_scorer`'s ``score_fn`` carries ``score_rows(users, num_items)`` (every
+item of a block of users; `tfrec.evaluation.protocols.FullRanking` uses it):
+for a factor model (`tfrec.registry.Factor` in ``CATALOGUE_SCORING``, found by
+``registry_name`` or the model's name) one matmul against the item table
+(`tfrec.evaluation.factors`; float32 sums in another order, so equal within
+float tolerance), for other pair models with only id inputs
+`tfrec.evaluation.rows.row_scorer` (the pair model on tiled pairs in one graph
+call: equal to the bit).
+
 Example:
     >>> score_fn = keras_scorer(model, item_inputs={"item_content": content})
     >>> FullRanking(num_items, users, items).evaluate(score_fn)
@@ -68,6 +77,8 @@ def keras_scorer(
     item_inputs: Mapping[str, np.ndarray] | None = None,
     batch_size: int = 262_144,
     compiled: bool = True,
+    registry_name: str | None = None,
+    rows: str = "auto",
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A ``score_fn`` running ``model`` in inference mode on int64 index arrays.
 
@@ -113,7 +124,61 @@ def keras_scorer(
     def score_fn(users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return _batches(users, items, batch_size, score)
 
+    if rows not in ("auto", "pairs", "none"):
+        raise ValueError(f"`rows` must be auto, pairs or none. Received: {rows!r}")
+    score_rows = None
+    if rows == "auto":
+        score_rows = factor_rows(model, name, tables, registry_name)
+    if score_rows is None and rows != "none" and sorted(keys) == sorted(ID_INPUTS):
+        from tfrec.evaluation.rows import row_scorer
+
+        score_rows = row_scorer(model, output=name)
+    if score_rows is not None:
+        score_fn.score_rows = score_rows
     return score_fn
+
+
+def factor_rows(model, output: str, item_inputs: Mapping, registry_name=None,
+                *, block: int = 512):
+    """``score_rows(users, num_items)`` of a factor model: each block of
+    ``block`` users is one matmul against the item table (NCF's MLP part: the
+    MLP over the user's half of its first layer plus every item's); None when
+    the model has no factor rule."""
+    import tensorflow as tf
+
+    from tfrec.evaluation.factors import FactorScores, factor_rule
+
+    factor = factor_rule(model, registry_name)
+    if factor is None:
+        return None
+    scorer = FactorScores(model, factor, output, item_inputs)
+    if factor.tower:
+        block = min(block, 64)  # [block, N, width] activations per call
+
+    traced: dict[int, Callable] = {}  # one graph per catalogue size
+
+    def rows(users, num_items: int):
+        if num_items not in traced:
+            traced[num_items] = tf.function(
+                lambda u: scorer.scores(u, scorer.item_side(num_items)),
+                input_signature=[tf.TensorSpec((None,), tf.int64)],
+            )
+        return traced[num_items](users)
+
+    def score_rows(users, num_items: int) -> np.ndarray:
+        users = np.asarray(users, np.int64).reshape(-1)
+        for n, t in item_inputs.items():
+            if num_items > len(t):
+                raise ValueError(
+                    f"num_items={num_items} exceeds the {len(t)} rows of `{n}`."
+                )
+        n = int(num_items)
+        parts = [rows(tf.constant(users[lo : lo + block]), n).numpy()
+                 for lo in range(0, len(users), block)]
+        return (np.concatenate(parts) if parts
+                else np.zeros((0, int(num_items)), np.float32))
+
+    return score_rows
 
 
 def feed_scorer(
