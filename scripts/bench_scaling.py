@@ -13,10 +13,15 @@ Memory: ``peak_rss_mb`` is the process's high-water mark (``getrusage``), set by
 the data and its setup; ``train_rss_growth_mb`` is how far the resident set rose
 above its level before ``fit`` while training (sampled every 50 ms): the model,
 its optimiser slots and the pipeline's buffers, nothing per epoch. What is held
-is ``data_mb``: the sorted int64 keys ``user * num_items + item`` (8 bytes per
-interaction), the training data itself.
+is ``data_mb``: the positives' items sorted by (user, item) as int32 (4 bytes per
+interaction) plus one int64 offset per user, the training data itself.
+
+``--optimizer lazy_adam`` trains with :class:`tfrec.training.lazy_adam.LazyAdam`
+(moments of the embedding rows in the batch only) instead of Keras's dense Adam,
+whose every step reads and writes the whole embedding tables and their moments.
 
     python scripts/bench_scaling.py [--quick] [--threads 2] [--out scaling.json]
+        [--optimizer adam|lazy_adam]
 """
 
 from __future__ import annotations
@@ -75,7 +80,8 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
-def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool) -> dict:
+def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool,
+           optimizer: str = "adam") -> dict:
     """One (model, size) in this process; returns its measurements."""
     import tensorflow as tf
 
@@ -92,8 +98,10 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool) -> di
     gen_s = time.perf_counter() - t
     split = _Split(users, items, num_users, num_items)
     keras.utils.set_random_seed(0)
+    extra = {"lazy_adam": True} if optimizer == "lazy_adam" else {}
     config = NCFConfig(
-        batch_size=BATCH, learning_rate=LR, num_negatives=4, steps_per_execution=SPE
+        batch_size=BATCH, learning_rate=LR, num_negatives=4, steps_per_execution=SPE,
+        **extra,
     )
     plan = NCFRecipe().build_stage(model, model, split, config, MODELS[model], {})
     del users, items, split  # the sampler's keys are the data from here on
@@ -117,11 +125,13 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool) -> di
     examples = (steps - 1 - marks["first"]) * BATCH
     rate = examples / (marks["end"] - marks["start"])
     out = {
-        "model": model, "interactions": n, "users": num_users, "items": num_items,
+        "model": model, "optimizer": optimizer, "interactions": n,
+        "users": num_users, "items": num_items,
         "examples_per_epoch": len(sampler), "examples_per_s": round(rate),
         "epoch_s": round(len(sampler) / rate, 2), "epoch_s_estimated": True,
         "timed_steps": steps - 1 - marks["first"], "batch_size": BATCH,
-        "generate_s": round(gen_s, 1), "data_mb": round(8 * n / 2**20, 1),
+        "generate_s": round(gen_s, 1),
+        "data_mb": round((4 * n + 8 * (num_users + 1)) / 2**20, 1),
         "rss_before_fit_mb": round(rss_before, 1),
     }
     if full_epoch:  # the check of the estimate: one whole epoch, timed
@@ -174,7 +184,7 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
         if key == "peak_rss_mb":
             pts = sorted({(r["interactions"], r["data_mb"]) for r in rows})
             ax.plot(*zip(*pts, strict=True), ls="--", c="grey",
-                    label="data (int64 keys)")
+                    label="data (int32 items + offsets)")
         ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
@@ -194,7 +204,7 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
 
 
 def run(quick: bool = False, threads: int = 2, *, log=print,
-        plot_path: Path | None = None) -> dict:
+        plot_path: Path | None = None, optimizer: str = "adam") -> dict:
     """Every (model, size) in its own subprocess. The plot goes to ``plot_path``,
     by default docs/scaling.png for a full run and nowhere for a quick one (so
     ``make bench-quick`` never replaces the README's plot)."""
@@ -208,7 +218,7 @@ def run(quick: bool = False, threads: int = 2, *, log=print,
             cmd = [
                 sys.executable, str(Path(__file__).resolve()), "--worker", model,
                 "--interactions", str(n), "--steps", str(steps),
-                "--threads", str(threads),
+                "--threads", str(threads), "--optimizer", optimizer,
             ]
             if n == (300_000 if quick else 1_000_000):
                 cmd.append("--full-epoch")
@@ -248,6 +258,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--optimizer", choices=("adam", "lazy_adam"), default="adam",
+                        help="dense Keras Adam (default) or LazyAdam (row updates)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, default=None,
                         help="where to write the plot (default: docs/scaling.png "
@@ -260,10 +272,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.worker:
         row = worker(args.worker, args.interactions, args.steps, args.threads,
-                     args.full_epoch)
+                     args.full_epoch, args.optimizer)
         print(json.dumps(row))
         return
-    result = run(args.quick, args.threads, plot_path=args.plot)
+    result = run(args.quick, args.threads, plot_path=args.plot,
+                 optimizer=args.optimizer)
     if args.no_plot:
         result.pop("plot", None)
     text = json.dumps(result, indent=2)
