@@ -427,11 +427,12 @@ class GraphNegatives:
         end = tf.gather(self._offsets, users + 1)
         hi = end
         last = self.num_positives - 1
-        for _ in range(self._steps):  # the largest slice halves each step
+        # The largest slice halves each step. A converged lane (lo == hi) can
+        # still step to lo = hi + 1, but only where lo == end (nothing >= the
+        # item in the slice), and the answer there is "not found" either way.
+        for _ in range(self._steps):
             mid = (lo + hi) // 2
-            less = tf.logical_and(
-                lo < hi, tf.gather(self._items, tf.minimum(mid, last)) < items
-            )
+            less = tf.gather(self._items, tf.minimum(mid, last)) < items
             lo = tf.where(less, mid + 1, lo)
             hi = tf.where(less, hi, mid)
         found = tf.gather(self._items, tf.minimum(lo, last))
