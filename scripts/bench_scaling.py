@@ -13,10 +13,16 @@ Memory: ``peak_rss_mb`` is the process's high-water mark (``getrusage``), set by
 the data and its setup; ``train_rss_growth_mb`` is how far the resident set rose
 above its level before ``fit`` while training (sampled every 50 ms): the model,
 its optimiser slots and the pipeline's buffers, nothing per epoch. What is held
-is ``data_mb``: the sorted int64 keys ``user * num_items + item`` (8 bytes per
-interaction), the training data itself.
+is ``data_mb``: the positives' items sorted by (user, item) as int32 (4 bytes per
+interaction) plus one int64 offset per user, the training data itself.
+
+``--optimizer lazy_adam`` trains with :class:`tfrec.training.lazy_adam.LazyAdam`
+(moments of the embedding rows in the batch only) instead of Keras's dense Adam,
+whose every step reads and writes the whole embedding tables and their moments.
 
     python scripts/bench_scaling.py [--quick] [--threads 2] [--out scaling.json]
+        [--optimizer adam|lazy_adam|both]
+    python scripts/bench_scaling.py --table-cost [--out table_cost.json]
 """
 
 from __future__ import annotations
@@ -75,7 +81,8 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
-def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool) -> dict:
+def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool,
+           optimizer: str = "adam") -> dict:
     """One (model, size) in this process; returns its measurements."""
     import tensorflow as tf
 
@@ -92,8 +99,10 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool) -> di
     gen_s = time.perf_counter() - t
     split = _Split(users, items, num_users, num_items)
     keras.utils.set_random_seed(0)
+    extra = {"lazy_adam": True} if optimizer == "lazy_adam" else {}
     config = NCFConfig(
-        batch_size=BATCH, learning_rate=LR, num_negatives=4, steps_per_execution=SPE
+        batch_size=BATCH, learning_rate=LR, num_negatives=4, steps_per_execution=SPE,
+        **extra,
     )
     plan = NCFRecipe().build_stage(model, model, split, config, MODELS[model], {})
     del users, items, split  # the sampler's keys are the data from here on
@@ -117,11 +126,13 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool) -> di
     examples = (steps - 1 - marks["first"]) * BATCH
     rate = examples / (marks["end"] - marks["start"])
     out = {
-        "model": model, "interactions": n, "users": num_users, "items": num_items,
+        "model": model, "optimizer": optimizer, "interactions": n,
+        "users": num_users, "items": num_items,
         "examples_per_epoch": len(sampler), "examples_per_s": round(rate),
         "epoch_s": round(len(sampler) / rate, 2), "epoch_s_estimated": True,
         "timed_steps": steps - 1 - marks["first"], "batch_size": BATCH,
-        "generate_s": round(gen_s, 1), "data_mb": round(8 * n / 2**20, 1),
+        "generate_s": round(gen_s, 1),
+        "data_mb": round((4 * n + 8 * (num_users + 1)) / 2**20, 1),
         "rss_before_fit_mb": round(rss_before, 1),
     }
     if full_epoch:  # the check of the estimate: one whole epoch, timed
@@ -134,6 +145,50 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool) -> di
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
     )
     return out
+
+
+def table_cost(threads: int = 2, steps: int = 160) -> list[dict]:
+    """The optimiser's share: ms per training step of one fixed batch (users in
+    the 1 M catalogue) with the embedding tables of each size's catalogue, for
+    dense Adam, LazyAdam and plain SGD. Only the tables grow; the batch does not."""
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    import tfrec
+    from tfrec.training.lazy_adam import LazyAdam
+
+    small_users, small_items = catalogue(SIZES[0])
+    rng = np.random.default_rng(0)
+    x = {"user_id": rng.integers(0, small_users, BATCH),
+         "item_id": rng.integers(0, small_items, BATCH)}
+    y = {"score": rng.integers(0, 2, BATCH).astype("float32")}
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    opts = {"adam": lambda: keras.optimizers.Adam(LR), "lazy_adam": lambda: LazyAdam(LR),
+            "sgd": lambda: keras.optimizers.SGD(LR)}
+    rows = []
+    for model in MODELS:
+        for opt, make in opts.items():
+            for n in SIZES:
+                num_users, num_items = catalogue(n)
+                keras.utils.set_random_seed(0)
+                net = tfrec.create_model(model, num_users=num_users,
+                                         num_items=num_items, **MODELS[model])
+                net.compile(optimizer=make(), steps_per_execution=SPE,
+                            loss={"score": keras.losses.BinaryCrossentropy()})
+                net.fit(ds, steps_per_epoch=2 * SPE, verbose=0)
+                t = time.perf_counter()
+                net.fit(ds, steps_per_epoch=steps, verbose=0)
+                ms = 1000 * (time.perf_counter() - t) / steps
+                rows.append({
+                    "model": model, "optimizer": opt, "tables_of": n,
+                    "params": int(sum(np.prod(w.shape) for w in net.trainable_weights)),
+                    "ms_per_step": round(ms, 2),
+                })
+    return rows
 
 
 class _Split:
@@ -164,17 +219,20 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
         ("epoch_s", "seconds per epoch (estimated)", True),
         ("peak_rss_mb", "peak resident memory (MB)", False),
     )
+    lines = sorted({(r["model"], r.get("optimizer", "adam")) for r in rows})
     for ax, (key, label, logy) in zip(axes, panels, strict=True):
-        for model in MODELS:
+        for model, opt in lines:
             pts = sorted(
-                (r["interactions"], r[key]) for r in rows if r["model"] == model
+                (r["interactions"], r[key]) for r in rows
+                if r["model"] == model and r.get("optimizer", "adam") == opt
             )
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=model)
+                ax.plot(*zip(*pts, strict=True), marker="o" if opt == "adam" else "s",
+                        ls="-" if opt == "adam" else ":", label=f"{model}, {opt}")
         if key == "peak_rss_mb":
             pts = sorted({(r["interactions"], r["data_mb"]) for r in rows})
             ax.plot(*zip(*pts, strict=True), ls="--", c="grey",
-                    label="data (int64 keys)")
+                    label="data (int32 items + offsets)")
         ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
@@ -194,7 +252,7 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
 
 
 def run(quick: bool = False, threads: int = 2, *, log=print,
-        plot_path: Path | None = None) -> dict:
+        plot_path: Path | None = None, optimizer: str = "adam") -> dict:
     """Every (model, size) in its own subprocess. The plot goes to ``plot_path``,
     by default docs/scaling.png for a full run and nowhere for a quick one (so
     ``make bench-quick`` never replaces the README's plot)."""
@@ -203,12 +261,13 @@ def run(quick: bool = False, threads: int = 2, *, log=print,
     sizes = QUICK_SIZES if quick else SIZES
     steps = 10 * SPE if quick else 40 * SPE
     rows = []
-    for model in MODELS:
+    optimizers = ("adam", "lazy_adam") if optimizer == "both" else (optimizer,)
+    for model, opt in [(m, o) for o in optimizers for m in MODELS]:
         for n in sizes:
             cmd = [
                 sys.executable, str(Path(__file__).resolve()), "--worker", model,
                 "--interactions", str(n), "--steps", str(steps),
-                "--threads", str(threads),
+                "--threads", str(threads), "--optimizer", opt,
             ]
             if n == (300_000 if quick else 1_000_000):
                 cmd.append("--full-epoch")
@@ -233,7 +292,7 @@ def run(quick: bool = False, threads: int = 2, *, log=print,
     }
     checks = [r for r in rows if "measured_epoch_s" in r]
     result["estimate_check"] = [
-        {"model": r["model"], "estimated_s": r["epoch_s"],
+        {"model": r["model"], "optimizer": r["optimizer"], "estimated_s": r["epoch_s"],
          "measured_s": r["measured_epoch_s"],
          "ratio": round(r["measured_epoch_s"] / r["epoch_s"], 3)}
         for r in checks
@@ -248,22 +307,38 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--optimizer", choices=("adam", "lazy_adam", "both"),
+                        default="adam", help="dense Keras Adam (default), LazyAdam "
+                        "(row updates), or both (every size with each)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, default=None,
                         help="where to write the plot (default: docs/scaling.png "
                         "for a full run, none for --quick)")
     parser.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--table-cost", action="store_true",
+                        help="only time one fixed batch against each size's tables")
     parser.add_argument("--worker", choices=tuple(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--interactions", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--full-epoch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.table_cost:
+        rows = table_cost(args.threads)
+        for r in rows:
+            print(json.dumps(r))
+        if args.out:
+            from tfrec.io import atomic_write_text
+
+            atomic_write_text(Path(args.out), json.dumps({"table_cost": rows}, indent=2)
+                              + "\n")
+        return
     if args.worker:
         row = worker(args.worker, args.interactions, args.steps, args.threads,
-                     args.full_epoch)
+                     args.full_epoch, args.optimizer)
         print(json.dumps(row))
         return
-    result = run(args.quick, args.threads, plot_path=args.plot)
+    result = run(args.quick, args.threads, plot_path=args.plot,
+                 optimizer=args.optimizer)
     if args.no_plot:
         result.pop("plot", None)
     text = json.dumps(result, indent=2)

@@ -118,3 +118,21 @@ def test_bad_input_says_what_is_wrong():
         graph_implicit_dataset(USERS, ITEMS, NUM_ITEMS, batch_size=0)
     with pytest.raises(ValueError, match="rounds"):
         GraphNegatives(USERS, ITEMS, NUM_ITEMS, 4, rounds=-1)
+
+
+def test_membership_check_is_exact_for_every_pair():
+    # Power-law degrees: users with no positives, with one, and one with every
+    # item but one (the longest binary search); every (user, item) pair asked.
+    rng = np.random.default_rng(5)
+    num_users, num_items = 40, 70
+    degree = np.minimum((rng.pareto(0.8, num_users) * 3).astype(int), num_items - 1)
+    degree[:3] = 0, 1, num_items - 1
+    users = np.repeat(np.arange(num_users), degree)
+    items = np.concatenate([rng.choice(num_items, d, replace=False) for d in degree])
+    sampler = GraphNegatives(users, items, num_items, 2)
+    qu, qi = np.divmod(np.arange(num_users * num_items), num_items)
+    got = sampler._is_positive(qu, qi).numpy()
+    want = np.isin(qu * num_items + qi, users * num_items + items)
+    np.testing.assert_array_equal(got, want)
+    assert want.sum() == degree.sum()
+

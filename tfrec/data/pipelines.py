@@ -250,22 +250,26 @@ def eval_dataset(users, items, *, batch_size: int = 65536) -> tf.data.Dataset:
 class GraphNegatives:
     """Positives in a fresh order plus fresh negatives, drawn inside ``tf.data``.
 
-    Holds one sorted int64 array of keys ``user * num_items + item`` (8 bytes per
-    positive: the training data itself) and nothing per epoch. Epoch ``e`` is a
-    pure function of ``(seed, e)``:
+    Holds the positives sorted by ``(user, item)`` as per-user offsets (one int64
+    per user) and the items (int32: 4 bytes per positive, the training data
+    itself), both in ``tf.Variable`` s so the ``tf.data`` graph refers to them
+    instead of copying them, and nothing per epoch. Epoch ``e`` is a pure function
+    of ``(seed, e)``:
 
     * order: positive ``i`` of the epoch is key ``(a_e * i + b_e) mod N``, an
       affine permutation of the ``N`` positives (``a_e`` coprime with ``N``), so
       every positive is seen exactly once per epoch, then each chunk of
       ``chunk_positives`` positives is shuffled with its negatives;
     * negatives: ``num_negatives`` uniform items per positive of the chunk's
-      users; any that hit one of the user's training positives (a ``searchsorted``
-      in the keys) is redrawn, up to ``rounds`` times. What still collides after
+      users; any that hit one of the user's training positives (a binary search
+      within that user's slice of the sorted items: ``log2`` of the largest
+      user's degree steps, not of the number of positives) is redrawn, up to
+      ``rounds`` times. What still collides after
       that stays a negative: :meth:`residual_collision_rate` gives the expected
       fraction, and it is reported by the benchmark.
 
-    Memory is the keys plus one chunk of examples in flight (and ``prefetch``),
-    independent of the number of positives. :class:`SamplerEpochCallback` sets
+    Memory is the items and offsets plus one chunk of examples in flight (and
+    ``prefetch``), independent of the number of epochs. :class:`SamplerEpochCallback` sets
     :attr:`epoch` so a resumed run draws the same epochs; without it each pass
     over the dataset draws the next epoch.
 
@@ -319,8 +323,13 @@ class GraphNegatives:
                 f"`rounds` must be >= 0 and `chunk_batches` >= 1. Received: "
                 f"rounds={rounds!r}, chunk_batches={chunk_batches!r}"
             )
+        if int(num_items) >= 2**31:
+            raise ValueError(
+                f"`num_items` must be < 2**31 (items are held as int32). Received: "
+                f"num_items={num_items!r}"
+            )
         self.num_items = int(num_items)
-        keys = users.astype(np.int64)  # the one full-size array this class keeps
+        keys = users.astype(np.int64)  # the one full-size temporary
         keys *= self.num_items
         keys += items
         if len(keys) > 1 and not np.all(keys[1:] >= keys[:-1]):
@@ -360,7 +369,19 @@ class GraphNegatives:
         n = self.num_positives
         cands = rng.integers(max(1, n // 4), max(2, 3 * n // 4), 4096)
         mults = [int(a) for a in cands if np.gcd(int(a), n) == 1][:256] or [1]
-        self._keys = tf.constant(keys)
+        # Sorted keys -> items (int32) and per-user offsets: user u owns positions
+        # [offsets[u], offsets[u + 1]). Variables, not constants: a constant
+        # captured by a tf.data function is copied into the dataset's graph.
+        self._steps = max(1, int(per_user.max()).bit_length())  # binary search
+        offsets = np.zeros(num_users + 1, np.int64)
+        np.cumsum(per_user, out=offsets[1:])
+        items_sorted = np.empty(len(keys), np.int32)
+        for at in range(0, len(keys), step):
+            items_sorted[at : at + step] = keys[at : at + step] % self.num_items
+        del keys
+        self._offsets = tf.Variable(offsets, trainable=False, name="offsets")
+        self._items = tf.Variable(items_sorted, trainable=False, name="items")
+        del items_sorted
         self._mults = tf.constant(np.asarray(mults, np.int64))
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
 
@@ -398,10 +419,30 @@ class GraphNegatives:
             s = tf.random.experimental.stateless_fold_in(s, d)
         return s
 
-    def _is_positive(self, keys):
-        pos = tf.searchsorted(self._keys, keys, side="left")
-        pos = tf.minimum(pos, self.num_positives - 1)
-        return tf.equal(tf.gather(self._keys, pos), keys)
+    def _is_positive(self, users, items):
+        """Whether each (user, item) is a training positive: a lower-bound binary
+        search, vectorised, within the user's slice of the sorted items."""
+        items = tf.cast(items, tf.int32)
+        lo = tf.gather(self._offsets, users)
+        end = tf.gather(self._offsets, users + 1)
+        hi = end
+        last = self.num_positives - 1
+        # The largest slice halves each step. A converged lane (lo == hi) can
+        # still step to lo = hi + 1, but only where lo == end (nothing >= the
+        # item in the slice), and the answer there is "not found" either way.
+        for _ in range(self._steps):
+            mid = (lo + hi) // 2
+            less = tf.gather(self._items, tf.minimum(mid, last)) < items
+            lo = tf.where(less, mid + 1, lo)
+            hi = tf.where(less, hi, mid)
+        found = tf.gather(self._items, tf.minimum(lo, last))
+        return tf.logical_and(lo < end, tf.equal(found, items))
+
+    def _positives(self, pos):
+        """(users, items), int64, of the positives at sorted positions ``pos``."""
+        users = tf.searchsorted(self._offsets[1:], pos, side="right")
+        items = tf.cast(tf.gather(self._items, pos), tf.int64)
+        return tf.cast(users, tf.int64), items
 
     def chunk(self, epoch, chunk):
         """(users, items, labels) of chunk ``chunk`` of epoch ``epoch``, shuffled."""
@@ -416,8 +457,8 @@ class GraphNegatives:
         b = pick[1] % n
         start = chunk * self.chunk_positives
         idx = tf.range(start, tf.minimum(start + self.chunk_positives, n))
-        keys = tf.gather(self._keys, (a * idx + b) % n)
-        users, items = keys // ni, keys % ni
+        users, items = self._positives((a * idx + b) % n)
+        ones = tf.ones_like(items, tf.float32)  # the positives' labels
         if self.num_negatives:
             neg_users = tf.repeat(users, self.num_negatives)
             shape = tf.shape(neg_users)
@@ -431,7 +472,7 @@ class GraphNegatives:
             # Redraw only the negatives that hit a positive: the set shrinks
             # geometrically, so a round costs what its collisions cost.
             cand = draw(0, tf.size(neg_users))
-            bad = tf.where(self._is_positive(neg_users * ni + cand))[:, 0]
+            bad = tf.where(self._is_positive(neg_users, cand))[:, 0]
 
             def cond(r, cand, bad):
                 return tf.logical_and(r <= self.rounds, tf.size(bad) > 0)
@@ -440,7 +481,7 @@ class GraphNegatives:
                 bad_users = tf.gather(neg_users, bad)
                 new = draw(r, tf.size(bad))
                 cand = tf.tensor_scatter_nd_update(cand, bad[:, None], new)
-                still = self._is_positive(bad_users * ni + new)
+                still = self._is_positive(bad_users, new)
                 return r + 1, cand, tf.boolean_mask(bad, still)
 
             _, neg_items, _ = tf.while_loop(
@@ -454,10 +495,10 @@ class GraphNegatives:
             users = tf.concat([users, neg_users], 0)
             items = tf.concat([items, neg_items], 0)
             labels = tf.concat(
-                [tf.ones_like(keys, tf.float32), tf.zeros(shape, tf.float32)], 0
+                [ones, tf.zeros(shape, tf.float32)], 0
             )
         else:
-            labels = tf.ones_like(keys, tf.float32)
+            labels = ones
         order = tf.random.experimental.stateless_shuffle(
             tf.range(tf.size(users)), self._seed(epoch, 3, chunk)
         )

@@ -38,6 +38,9 @@ class NCFConfig(TrainSettings):
             Python round trips; the result is the same).
         lr_decay: Per-epoch factor of the learning rate (epoch ``e`` trains at
             ``learning_rate * lr_decay**e``; 1 keeps it constant).
+        lazy_adam: Where the optimiser is ``adam``, use `LazyAdam` (embedding
+            rows and their moments updated only where the batch touches them;
+            not the same training math as Adam; `tfrec.training.lazy_adam`).
     """
 
     epochs: int = 20
@@ -50,6 +53,7 @@ class NCFConfig(TrainSettings):
     finetune_optimizer: str = "sgd"
     steps_per_execution: int = 1
     lr_decay: float = 1.0
+    lazy_adam: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -92,6 +96,14 @@ def _lr_decay(config, lr) -> list:
         return []
     decay = float(config.lr_decay)
     return [keras.callbacks.LearningRateScheduler(lambda epoch: lr * decay**epoch)]
+
+
+def _optimizer(name, lr, config):
+    if config.lazy_adam and name == "adam":
+        from tfrec.training.lazy_adam import LazyAdam
+
+        return LazyAdam(lr)
+    return make_optimizer(name, lr)
 
 
 @register_recipe
@@ -257,7 +269,7 @@ class NCFRecipe(Recipe):
             )
             loss = keras.losses.MeanSquaredError()
         net.compile(
-            optimizer=make_optimizer(optimizer, lr),
+            optimizer=_optimizer(optimizer, lr, config),
             loss={out: loss},
             steps_per_execution=config.steps_per_execution,
         )
