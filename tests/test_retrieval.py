@@ -105,3 +105,28 @@ def test_exported_index_parity_saved_model_and_onnx(model, tmp_path):
         got = ExportedModel(path, runtime=runtime)(x)
         np.testing.assert_array_equal(got["item_ids"], ref["item_ids"])
         np.testing.assert_allclose(got["scores"], ref["scores"], atol=1e-5)
+
+
+def test_importing_the_index_leaves_tf_keras_and_the_environment_alone():
+    """TFRS needs Keras 2: it gets tf_keras through a private view, while the
+    user's ``tf.keras`` stays Keras 3 and TF_USE_LEGACY_KERAS stays unset (a
+    fresh process, so nothing earlier has resolved ``tf.keras``)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, tensorflow as tf, tfrec.retrieval as r\n"
+        "import tensorflow_recommenders.layers.factorized_top_k as f\n"
+        "assert r.tfrs is not None\n"
+        "print(os.environ.get('TF_USE_LEGACY_KERAS'), tf.keras.version(),"
+        " f.tf.keras.__name__)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    legacy, version, tfrs_keras = out.stdout.split()
+    assert legacy == "None"
+    assert version.startswith("3."), version
+    assert tfrs_keras == "tf_keras"

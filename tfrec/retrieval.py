@@ -1,10 +1,15 @@
 """Top-K retrieval index over item embeddings, built on TFRS ``BruteForce``.
 
 This is the only tfrec module that imports TensorFlow Recommenders (TFRS). TFRS
-0.7 needs ``tf.keras`` to be Keras 2, so ``TF_USE_LEGACY_KERAS=1`` is set before
-the import (NOTES.md: Keras 3 keeps working beside it in the same process). No
-tf_keras layer ever enters a Keras 3 model: the index is a ``tf.Module`` that
-calls the Keras 3 query tower, then the TFRS index on its output.
+0.7 needs ``tf.keras`` to be Keras 2 (``tf_keras``), and the documented switch,
+``TF_USE_LEGACY_KERAS=1``, would turn ``tf.keras`` into Keras 2 for the whole
+process, the user's own code included. Instead TFRS is imported against a private
+view of the ``tensorflow`` module whose ``keras`` is ``tf_keras``
+(:func:`_import_tfrs`): TFRS's modules bind that view as their ``tf``, while
+``tf.keras`` everywhere else stays what it was (Keras 3) and the environment is
+not touched. No tf_keras layer ever enters a Keras 3 model: the index is a
+``tf.Module`` that calls the Keras 3 query tower, then the TFRS index on its
+output.
 
 :class:`RetrievalIndex` serves Covington et al.'s candidate generation: the query
 tower's ``query_embedding`` is scored against every indexed item embedding by
@@ -23,13 +28,38 @@ tail with their scores lowered by ``EXCLUSION_PENALTY``.
 
 from __future__ import annotations
 
-import os
+import sys
+import types
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TFRS: it requires tf.keras == 2
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_recommenders as tfrs  # noqa: E402
+
+def _import_tfrs():
+    """``tensorflow_recommenders``, imported with ``tf.keras`` = ``tf_keras`` for
+    its own modules only (they do ``import tensorflow as tf`` at import time and
+    keep that binding): ``sys.modules["tensorflow"]`` is a delegating view while
+    TFRS imports, then the real module again."""
+    if "tensorflow_recommenders" in sys.modules:
+        return sys.modules["tensorflow_recommenders"]
+    import tf_keras  # first, so it binds the real tensorflow
+
+    class _LegacyKerasView(types.ModuleType):
+        def __getattr__(self, name):
+            return tf_keras if name == "keras" else getattr(tf, name)
+
+    view = _LegacyKerasView("tensorflow")
+    view.__path__ = tf.__path__  # `import tensorflow.x` still finds submodules
+    real = sys.modules["tensorflow"]
+    sys.modules["tensorflow"] = view
+    try:
+        import tensorflow_recommenders
+    finally:
+        sys.modules["tensorflow"] = real
+    return tensorflow_recommenders
+
+
+tfrs = _import_tfrs()
 
 EXCLUSION_PENALTY = 1.0e5
 OUTPUTS = ("item_ids", "scores")
