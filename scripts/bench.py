@@ -83,6 +83,17 @@ def atomic_write_json(path, payload) -> None:
     module.atomic_write_json(path, payload)
 
 
+def quiet_tensorflow() -> None:
+    """`tfrec.console.quiet`, loaded from its file before anything imports
+    TensorFlow (``import tfrec`` would import it first): no C++ start-up lines,
+    which TF_CPP_MIN_LOG_LEVEL cannot hide."""
+    spec = importlib.util.spec_from_file_location("_tfrec_console",
+                                                  ROOT / "tfrec/console.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.quiet()
+
+
 PLUGIN_DIRS = [HERE]  # --plugin-dir adds folders searched first
 
 
@@ -127,7 +138,7 @@ def peak_rss_mb() -> float:
 
 def section_worker(name: str, quick: bool, threads: int, smoke: bool, out: Path) -> int:
     """``--section NAME``: run one plug-in in this process, write its result."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_tensorflow()
     result: dict = {"status": "ok"}
     started = time.perf_counter()
     try:

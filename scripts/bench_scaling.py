@@ -333,6 +333,10 @@ def main(argv=None):
                               + "\n")
         return
     if args.worker:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench import quiet_tensorflow
+
+        quiet_tensorflow()  # no C++ start-up lines in the size workers' output
         row = worker(args.worker, args.interactions, args.steps, args.threads,
                      args.full_epoch, args.optimizer)
         print(json.dumps(row))
