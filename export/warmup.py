@@ -26,10 +26,8 @@ WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 MAX_RECORDS = 1000  # TF Serving reads no more than this many
 
 
-def signature_inputs(saved_model_dir: str | os.PathLike, signature: str) -> dict:
-    """``{input key: (numpy dtype, shape with None for -1)}`` of ``signature`` in
-    the ``serve`` MetaGraph of ``saved_model_dir/saved_model.pb``."""
-    import tensorflow as tf
+def _serve_signatures(saved_model_dir: str | os.PathLike):
+    """``(path of saved_model.pb, signature_def map of its serve MetaGraph)``."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     path = Path(saved_model_dir) / "saved_model.pb"
@@ -38,7 +36,15 @@ def signature_inputs(saved_model_dir: str | os.PathLike, signature: str) -> dict
     metas = [m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags]
     if not metas:
         raise ExportError(f"{path} has no MetaGraph tagged 'serve'.")
-    sigs = metas[0].signature_def
+    return path, metas[0].signature_def
+
+
+def signature_inputs(saved_model_dir: str | os.PathLike, signature: str) -> dict:
+    """``{input key: (numpy dtype, shape with None for -1)}`` of ``signature`` in
+    the ``serve`` MetaGraph of ``saved_model_dir/saved_model.pb``."""
+    import tensorflow as tf
+
+    path, sigs = _serve_signatures(saved_model_dir)
     if signature not in sigs:
         raise ExportError(
             f"{path} has no signature {signature!r}; found "
@@ -115,15 +121,8 @@ RECOMMEND_INPUTS = ("k", "exclude")  # request inputs of export.recommend's sign
 def saved_model_signatures(saved_model_dir: str | os.PathLike) -> list[str]:
     """The callable signatures of the ``serve`` MetaGraph, ``serving_default``
     first (TF Serving's default), then the others sorted."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    path = Path(saved_model_dir) / "saved_model.pb"
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString(path.read_bytes())
-    metas = [m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags]
-    if not metas:
-        raise ExportError(f"{path} has no MetaGraph tagged 'serve'.")
-    keys = sorted(k for k in metas[0].signature_def if not k.startswith("__"))
+    _, sigs = _serve_signatures(saved_model_dir)
+    keys = sorted(k for k in sigs if not k.startswith("__"))
     return sorted(keys, key=lambda k: k != "serving_default")
 
 

@@ -54,6 +54,19 @@ def latency_us(fn, reps: int) -> float:
     return statistics.median(times) * 1e6
 
 
+def latency_feeds(rng, nu: int, ni: int):
+    """``(case, feed)`` of the serving_default latency cases: batch 1, batch 100,
+    and all ``ni`` items of one user."""
+    for case, b in (("batch_1", 1), ("batch_100", 100), (f"all_{ni}_items", ni)):
+        feed = {
+            "user_id": rng.integers(0, nu, b).astype(np.int64),
+            "item_id": (np.arange(b) % ni).astype(np.int64),
+        }
+        if b == ni:
+            feed["user_id"] = np.full(b, 7, np.int64)
+        yield case, feed
+
+
 def interleaved(cases: dict, reps: int, rounds: int = 3) -> dict[str, float]:
     """Microseconds per call of each case: the median of each of ``rounds``
     interleaved rounds, then the lowest round (a round that other processes on
@@ -289,13 +302,7 @@ def serving_default_bench(path: Path, nu: int, ni: int, reps: int) -> dict:
     rng = np.random.default_rng(0)
     out = {}
     try:
-        for case, b in (("batch_1", 1), ("batch_100", 100), (f"all_{ni}_items", ni)):
-            feed = {
-                "user_id": rng.integers(0, nu, b).astype(np.int64),
-                "item_id": (np.arange(b) % ni).astype(np.int64),
-            }
-            if b == ni:
-                feed["user_id"] = np.full(b, 7, np.int64)
+        for case, feed in latency_feeds(rng, nu, ni):
             tf_feed = {k: tf.constant(v) for k, v in feed.items()}
             t = interleaved({
                 "ort": lambda f=feed: sess.run(None, f),

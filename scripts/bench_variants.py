@@ -16,7 +16,7 @@ import tempfile
 import time
 
 import numpy as np
-from bench_serving import ML1M_ITEMS, ML1M_USERS, export, interleaved
+from bench_serving import ML1M_ITEMS, ML1M_USERS, export, interleaved, latency_feeds
 
 
 def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
@@ -73,13 +73,7 @@ def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
                 took.append(time.perf_counter() - started)
             out["variants"][variant]["session_start_us"] = statistics.median(took) * 1e6
         rng = np.random.default_rng(0)
-        for case, b in (("batch_1", 1), ("batch_100", 100), (f"all_{ni}_items", ni)):
-            feed = {
-                "user_id": rng.integers(0, nu, b).astype(np.int64),
-                "item_id": (np.arange(b) % ni).astype(np.int64),
-            }
-            if b == ni:
-                feed["user_id"] = np.full(b, 7, np.int64)
+        for case, feed in latency_feeds(rng, nu, ni):
             t = interleaved(
                 {v: (lambda s=s, f=feed: s.run(None, f)) for v, s in sessions.items()},
                 reps,

@@ -17,6 +17,24 @@ import numpy as np
 import tensorflow as tf
 
 
+def _check_positives(users, items, num_negatives) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, items)`` as arrays, or a ``ValueError`` for mismatched shapes, no
+    positives or a negative ``num_negatives`` (both negative samplers)."""
+    users, items = np.asarray(users), np.asarray(items)
+    if users.shape != items.shape or users.ndim != 1:
+        raise ValueError(
+            f"`users` and `items` must be 1-D arrays of equal length. Received "
+            f"shapes {users.shape} and {items.shape}."
+        )
+    if len(users) == 0:
+        raise ValueError("No positives to train on: the training set is empty.")
+    if int(num_negatives) < 0:
+        raise ValueError(
+            f"`num_negatives` must be >= 0. Received: num_negatives={num_negatives!r}"
+        )
+    return users, items
+
+
 class NegativeSampler:
     """Builds one shuffled epoch of positives plus fresh negatives.
 
@@ -35,19 +53,8 @@ class NegativeSampler:
     def __init__(
         self, users, items, num_items: int, num_negatives: int, *, seed: int = 0
     ):
-        users = np.asarray(users, dtype=np.int64)
-        items = np.asarray(items, dtype=np.int64)
-        if users.shape != items.shape or users.ndim != 1:
-            raise ValueError(
-                f"`users` and `items` must be 1-D arrays of equal length. Received "
-                f"shapes {users.shape} and {items.shape}."
-            )
-        if len(users) == 0:
-            raise ValueError("No positives to train on: the training set is empty.")
-        if int(num_negatives) < 0:
-            raise ValueError(
-                f"`num_negatives` must be >= 0. Received: num_negatives={num_negatives!r}"
-            )
+        users, items = _check_positives(users, items, num_negatives)
+        users, items = users.astype(np.int64), items.astype(np.int64)
         if items.min() < 0 or items.max() >= num_items:
             raise ValueError(
                 f"Item indices must be in [0, {num_items}); found range "
@@ -298,20 +305,7 @@ class GraphNegatives:
         rounds: int = 8,
     ):
         _check_batch_size(batch_size)
-        users = np.asarray(users)
-        items = np.asarray(items)
-        if users.shape != items.shape or users.ndim != 1:
-            raise ValueError(
-                f"`users` and `items` must be 1-D arrays of equal length. Received "
-                f"shapes {users.shape} and {items.shape}."
-            )
-        if len(users) == 0:
-            raise ValueError("No positives to train on: the training set is empty.")
-        if int(num_negatives) < 0:
-            raise ValueError(
-                "`num_negatives` must be >= 0. Received: "
-                f"num_negatives={num_negatives!r}"
-            )
+        users, items = _check_positives(users, items, num_negatives)
         if items.min() < 0 or items.max() >= num_items or users.min() < 0:
             raise ValueError(
                 f"Item indices must be in [0, {num_items}) and user indices >= 0; "

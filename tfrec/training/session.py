@@ -481,6 +481,29 @@ class GRU4RecTrainer(keras.Model):
         )
         return {"loss": self.loss_tracker.result()}
 
+    def _columns(self, target, valid, samples):
+        """``(scored ids, column validity, log popularity)`` of a step's score
+        columns: the batch's targets, then the shared samples (if any)."""
+        if samples is None:
+            return target, valid, tf.gather(self._log_pop, target)
+        columns = tf.concat([target, samples], axis=0)
+        col_valid = tf.concat([valid, tf.ones([self.n_sample], tf.float32)], 0)
+        log_pop = tf.concat(
+            [tf.gather(self._log_pop, target), tf.gather(self._log_pop_sample, samples)],
+            axis=0,
+        )
+        return columns, col_valid, log_pop
+
+    def _loss(self, scores, valid, col_valid, log_pop):
+        """The configured loss of a step's ``[batch, columns]`` scores, per slot."""
+        if self.loss_name == "cross-entropy":
+            total = cross_entropy_loss(scores, valid, col_valid, log_pop, self.logq)
+        elif self.loss_name == "bpr-max":
+            total = bpr_max_loss(scores, valid, col_valid, self.bpreg, self.elu_param)
+        else:
+            total = top1_max_loss(scores, valid, col_valid)
+        return total / float(self.batch_size)
+
     def _gru_forward(self, x, state):
         """`StackedGRUStep` (training, no padding rule) on the cells' weights,
         each weight read once: one input matmul for the three gates and one
@@ -524,25 +547,13 @@ class GRU4RecTrainer(keras.Model):
         table = self.out_table
         shared = self.in_layer is table
         dedup = self.loss_name == "cross-entropy" and self.n_sample > 0
-        b = self.batch_size
         samples = tf.cast(self._sample(), tf.int64) if self.n_sample else None
         if dedup:
             # Softmax over repeated samples: a sample drawn c times enters the
             # normaliser c times with one score, i.e. once with + log(c).
             scored_ids = tf.concat([samples, target], axis=0)
-        elif self.n_sample:
-            scored_ids = tf.concat([target, samples], axis=0)
-            col_valid = tf.concat([valid, tf.ones([self.n_sample], tf.float32)], 0)
-            log_pop = tf.concat(
-                [
-                    tf.gather(self._log_pop, target),
-                    tf.gather(self._log_pop_sample, samples),
-                ],
-                axis=0,
-            )
         else:
-            scored_ids, col_valid = target, valid
-            log_pop = tf.gather(self._log_pop, target)
+            scored_ids, col_valid, log_pop = self._columns(target, valid, samples)
         ids = tf.concat([scored_ids, item], axis=0) if shared else scored_ids
         # `tf.unique` keeps first occurrences in order: with the samples first,
         # rows[:n_s] are the distinct samples.
@@ -574,17 +585,7 @@ class GRU4RecTrainer(keras.Model):
                 scores = tf.gather(
                     row_scores + b_rows[None, :], pos[:n_scored], axis=1
                 )
-                if self.loss_name == "cross-entropy":
-                    total = cross_entropy_loss(
-                        scores, valid, col_valid, log_pop, self.logq
-                    )
-                elif self.loss_name == "bpr-max":
-                    total = bpr_max_loss(
-                        scores, valid, col_valid, self.bpreg, self.elu_param
-                    )
-                else:
-                    total = top1_max_loss(scores, valid, col_valid)
-                loss = total / float(b)
+                loss = self._loss(scores, valid, col_valid, log_pop)
             grads = tape.gradient(loss, [w_rows, b_rows, *others])
             g_w, g_b = grads[0], grads[1]
             pairs = [
@@ -689,20 +690,8 @@ class GRU4RecTrainer(keras.Model):
         reset = tf.cast(data["reset"], tf.float32)
         valid = tf.cast(data["valid"], tf.float32)
         state = tf.stop_gradient(self.hidden * (1.0 - reset[:, None]))
-        if self.n_sample:
-            samples = tf.cast(self._sample(), tf.int64)
-            columns = tf.concat([target, samples], axis=0)
-            col_valid = tf.concat([valid, tf.ones([self.n_sample], tf.float32)], 0)
-            log_pop = tf.concat(
-                [
-                    tf.gather(self._log_pop, target),
-                    tf.gather(self._log_pop_sample, samples),
-                ],
-                axis=0,
-            )
-        else:
-            columns, col_valid = target, valid
-            log_pop = tf.gather(self._log_pop, target)
+        samples = tf.cast(self._sample(), tf.int64) if self.n_sample else None
+        columns, col_valid, log_pop = self._columns(target, valid, samples)
         with tf.GradientTape() as tape:
             x = self._embed(item)
             x = self.embed_dropout(x, training=True)
@@ -711,15 +700,7 @@ class GRU4RecTrainer(keras.Model):
             w = tf.gather(self.out_table.embeddings, columns)
             b = tf.gather(self.out_table.bias, columns)
             scores = tf.matmul(top, w, transpose_b=True) + b[None, :]
-            if self.loss_name == "cross-entropy":
-                total = cross_entropy_loss(scores, valid, col_valid, log_pop, self.logq)
-            elif self.loss_name == "bpr-max":
-                total = bpr_max_loss(
-                    scores, valid, col_valid, self.bpreg, self.elu_param
-                )
-            else:
-                total = top1_max_loss(scores, valid, col_valid)
-            loss = total / float(self.batch_size)
+            loss = self._loss(scores, valid, col_valid, log_pop)
             scaled = self.optimizer.scale_loss(loss)  # loss scaling (mixed precision)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
