@@ -117,6 +117,24 @@ def test_goals_compare_in_the_right_direction(bench):
     assert "NO" in text and "yes" in text and "not run" in text
 
 
+def test_a_lower_bound_decides_a_min_goal_and_shows_as_one(bench):
+    # The baseline stopped before the target: its seconds over tfrec's bound the ratio.
+    report = {"neumf": {"time_to_hr_ratio": None, "time_to_hr_ratio_at_least": 4.2}}
+    goals = {g["key"]: g for g in bench.goal_rows(report)}
+    row = goals["neumf.time_to_hr_ratio"]
+    assert row["measured"] == 4.2 and row["bound"] == ">=" and row["met"] is True
+    report["neumf"]["time_to_hr_ratio_at_least"] = 2.1
+    row = {g["key"]: g for g in bench.goal_rows(report)}["neumf.time_to_hr_ratio"]
+    assert row["met"] is None  # a bound below the target decides nothing
+    # An exact figure wins over a bound.
+    report["neumf"]["time_to_hr_ratio"] = 3.5
+    row = {g["key"]: g for g in bench.goal_rows(report)}["neumf.time_to_hr_ratio"]
+    assert row["measured"] == 3.5 and "bound" not in row
+    report["goals"] = [{**row, "measured": 4.2, "bound": ">=", "vs_goal": 1.4}]
+    report["sections"] = {}
+    assert ">=4.2" in bench.table(report)
+
+
 def test_bad_arguments_fail_with_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--threads", "0", "--out", str(tmp_path / "b")],

@@ -316,6 +316,16 @@ def test_ncf_validation_real(shared_data):
     assert len(v.valid["user_id"]) == 6040 and v.valid_negatives.shape == (6040, 99)
     assert len(v.train["user_id"]) == 994_169 - 6040
     assert "valid 6040" in v.describe()
+    # What `--split ncf_valid` loads; other data sets refuse it with a reason.
+    from tfrec.data.sources import interaction_split
+    from tfrec.recipes.base import DataSource
+
+    got = interaction_split(DataSource(
+        dataset="ncf-ml-1m", data_dir=shared_data / "ncf-ml-1m", split="ncf_valid"))
+    np.testing.assert_array_equal(got.valid_negatives, v.valid_negatives)
+    with pytest.raises(DataError, match="needs --dataset ncf-ml-1m"):
+        interaction_split(DataSource(dataset="movielens-100k", split="ncf_valid",
+                                     data_dir=shared_data / "movielens-100k"))
 
 
 def test_load_split_movielens_100k(shared_data):

@@ -113,7 +113,7 @@ class NCFRecipe(Recipe):
     data_kind = "interactions"
     default_dataset = "movielens-100k"
     datasets = ix.INTERACTION_DATASETS
-    splits = ("leave_one_out", "random", "time", "last")
+    splits = ("leave_one_out", "random", "time", "last", "ncf_valid")
     query = "user"
     Config = NCFConfig
     presets = (
