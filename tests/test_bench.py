@@ -111,10 +111,14 @@ def test_goals_compare_in_the_right_direction(bench):
     assert goals["serving.all_items_ort_speedup"]["met"] is True
     assert goals["scaling_time_per_interaction"]["met"] is True
     assert goals["gru4rec.events_per_s_ratio"]["met"] is None
+    report["gru4rec"] = {"events_per_s_ratio": 1.3}  # reported, no target of its own
+    row = {g["key"]: g for g in bench.goal_rows(report)}["gru4rec.events_per_s_ratio"]
+    assert row["measured"] == 1.3 and row["met"] is None and row["vs_goal"] is None
+    goals["gru4rec.events_per_s_ratio"] = row
     report["goals"] = list(goals.values())
     report["sections"] = {"neumf": {"status": "ok", "seconds": 1.0}}
     text = bench.table(report)
-    assert "NO" in text and "yes" in text and "not run" in text
+    assert "NO" in text and "yes" in text and "not run" in text and "(reported)" in text
 
 
 def test_a_lower_bound_decides_a_min_goal_and_shows_as_one(bench):
