@@ -162,6 +162,40 @@ def throughput(setup, steps):
     return examples / (marks["end"] - marks["start"])
 
 
+def pipeline_rate(setup, batches: int) -> float:
+    """Examples/s of the tfrec input pipeline alone (the host side: positives,
+    in-graph negatives, batching, prefetch), drained inside the graph with no
+    model (``Dataset.reduce`` in a ``tf.function``): the rate it could feed an
+    accelerator at, start-up excluded."""
+    import tensorflow as tf
+
+    def count(total, batch):  # reads every tensor of the batch, so none is pruned
+        features, labels = batch
+        used = tf.add_n([tf.reduce_sum(features["user_id"]),
+                         tf.reduce_sum(features["item_id"]),
+                         tf.cast(tf.reduce_sum(labels["score"]), tf.int64)])
+        # used >= 0: minimum(used, 0) adds nothing, and no rewrite can fold it.
+        return total + tf.size(labels["score"], out_type=tf.int64) + tf.minimum(used, 0)
+
+    @tf.function
+    def drain(steps):  # traced once: the timed call builds no graph
+        return setup.plan.dataset.take(steps).reduce(tf.constant(0, tf.int64), count)
+
+    def timed(steps):
+        started = time.perf_counter()
+        n = int(drain(tf.constant(steps, tf.int64)))
+        return n, time.perf_counter() - started
+
+    timed(1)  # traces
+    # Each drain starts a fresh iterator, a fixed start-up cost (about 0.5 s
+    # here, also paid by every training epoch): the rate is the difference
+    # between a long and a one-batch drain.
+    n1, t1 = min(timed(1) for _ in range(3))
+    rates = sorted((n2 - n1) / (t2 - t1) for n2, t2 in
+                   (timed(1 + batches) for _ in range(3)))
+    return rates[1]  # the median: tf.data's own threads are not held to --threads
+
+
 def preset_setup():
     """(batch size, learning rate, lr decay) of the ``ncf_fast`` preset."""
     from tfrec.recipes.ncf import NCFRecipe
@@ -235,6 +269,11 @@ def run(quick: bool = False, threads: int = 2, *, log=print) -> dict:
         log(f"  {setup.name}: {rates[b]:,.0f} examples/s")
         if b == bs:
             result["residual_collision_rate"] = setup.sampler.residual_collision_rate()
+            host = pipeline_rate(setup, 2000)
+            result["host_pipeline_examples_per_s"] = round(host)
+            # > 1: the host side outruns this CPU's training step by this much.
+            result["host_pipeline_vs_training"] = round(host / rates[b], 2)
+            log(f"  input pipeline alone: {host:,.0f} examples/s")
     result["examples_per_s_ratio"] = round(rates[bs] / base_rate, 2)
     result["examples_per_s_ratio_same_batch"] = round(rates[BASE_BATCH] / base_rate, 2)
     if quick:
