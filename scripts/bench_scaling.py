@@ -191,6 +191,85 @@ def table_cost(threads: int = 2, steps: int = 160) -> list[dict]:
     return rows
 
 
+def decompose(model: str, n: int, threads: int = 2, optimizer: str = "lazy_adam",
+              batches: int = 960) -> dict:
+    """Where a step's time goes at one size: ms per batch of (a) the ``tf.data``
+    pipeline alone (iterated, no model), (b) the training step alone on one fixed
+    batch drawn from that pipeline (this size's tables), (c) both in ``fit``.
+    The sampler's chunk (``rounds`` of rejection included) is also timed alone."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    from tfrec.data.synthetic import powerlaw_interactions
+    from tfrec.recipes.ncf import NCFConfig, NCFRecipe
+
+    num_users, num_items = catalogue(n)
+    users, items = powerlaw_interactions(n, num_users, num_items, seed=0)
+    split = _Split(users, items, num_users, num_items)
+    keras.utils.set_random_seed(0)
+    extra = {"lazy_adam": True} if optimizer == "lazy_adam" else {}
+    config = NCFConfig(batch_size=BATCH, learning_rate=LR, num_negatives=4,
+                       steps_per_execution=SPE, **extra)
+    t = time.perf_counter()
+    plan = NCFRecipe().build_stage(model, model, split, config, MODELS[model], {})
+    setup_s = time.perf_counter() - t
+    del users, items, split
+    sampler = plan.callbacks[0].sampler
+    out = {"model": model, "optimizer": optimizer, "interactions": n,
+           "sampler_setup_s": round(setup_s, 2)}
+
+    # (a) the pipeline alone: past its first chunks (prefetched), steady state
+    it = iter(plan.dataset)
+    per_chunk = sampler.chunk_positives * (1 + sampler.num_negatives) // BATCH
+    for _ in range(per_chunk):
+        next(it)
+    t = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    out["pipeline_ms_per_batch"] = round(1000 * (time.perf_counter() - t) / batches, 3)
+    del it
+    chunk = tf.function(sampler.chunk)
+    chunk(tf.constant(0, tf.int64), tf.constant(1, tf.int64))
+    reps = 4
+    t = time.perf_counter()
+    for c in range(reps):
+        chunk(tf.constant(0, tf.int64), tf.constant(2 + c, tf.int64))
+    out["chunk_ms_per_batch"] = round(
+        1000 * (time.perf_counter() - t) / reps / per_chunk, 3
+    )
+    # (b) the step alone, on one batch of this pipeline
+    x, y = next(iter(plan.dataset))
+    fixed = tf.data.Dataset.from_tensors((x, y)).repeat()
+    net = plan.trainer
+    steps = batches // SPE * SPE
+    net.fit(fixed, steps_per_epoch=2 * SPE, verbose=0)
+    t = time.perf_counter()
+    net.fit(fixed, steps_per_epoch=steps, verbose=0)
+    out["step_ms"] = round(1000 * (time.perf_counter() - t) / steps, 3)
+    # (c) both, in fit, timed from the end of its second execution
+    marks = {}
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if "start" not in marks and batch >= 2 * SPE - 1:
+                marks["start"], marks["first"] = time.perf_counter(), batch
+
+        def on_train_end(self, logs=None):
+            marks["end"] = time.perf_counter()
+
+    net.fit(plan.dataset, steps_per_epoch=steps + 2 * SPE, verbose=0,
+            callbacks=[*plan.callbacks, Clock()])
+    out["fit_ms_per_batch"] = round(
+        1000 * (marks["end"] - marks["start"]) / (steps + 2 * SPE - 1 - marks["first"]),
+        3,
+    )
+    out["bitset_users"] = sampler.bitset_users
+    return out
+
+
 class _Split:
     """The fields of a `Split` the NCF recipe's training stage reads."""
 
@@ -317,6 +396,10 @@ def main(argv=None):
     parser.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--table-cost", action="store_true",
                         help="only time one fixed batch against each size's tables")
+    parser.add_argument("--decompose", type=int, default=None, metavar="N",
+                        help="only split one step's cost at N interactions: the "
+                        "pipeline alone, the step alone, both in fit")
+    parser.add_argument("--model", choices=tuple(MODELS), default="neumf")
     parser.add_argument("--worker", choices=tuple(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--interactions", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -331,6 +414,10 @@ def main(argv=None):
 
             atomic_write_text(Path(args.out), json.dumps({"table_cost": rows}, indent=2)
                               + "\n")
+        return
+    if args.decompose:
+        opt = "lazy_adam" if args.optimizer == "both" else args.optimizer
+        print(json.dumps(decompose(args.model, args.decompose, args.threads, opt)))
         return
     if args.worker:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

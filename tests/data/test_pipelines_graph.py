@@ -136,3 +136,33 @@ def test_membership_check_is_exact_for_every_pair():
     np.testing.assert_array_equal(got, want)
     assert want.sum() == degree.sum()
 
+
+def test_bitset_and_search_agree_and_repeated_pairs_set_one_bit():
+    # Power-law users (a few heavy, many light), repeated pairs, unsorted input:
+    # every split between bitset rows and binary search draws the same epoch,
+    # and membership answers equal a numpy set lookup on every (user, item).
+    from tfrec.data.synthetic import powerlaw_interactions
+
+    users, items = powerlaw_interactions(6_000, 300, 120, seed=1)
+    again = RNG.integers(0, len(users), 700)
+    users, items = np.concatenate([users, users[again]]), np.concatenate(
+        [items, items[again]]
+    )
+    order = RNG.permutation(len(users))
+    users, items = users[order], items[order]
+    keys = np.unique(users.astype(np.int64) * 120 + items)
+    all_u, all_i = np.divmod(np.arange(300 * 120), 120)
+    truth = np.isin(all_u * 120 + all_i, keys)
+    epochs = {}
+    for budget in (0.0, 0.02, 100.0):
+        s = GraphNegatives(users, items, 120, 4, batch_size=256, bitset_budget=budget)
+        got = s._is_positive(all_u, all_i).numpy()
+        np.testing.assert_array_equal(got, truth)
+        epochs[budget] = s.epoch_arrays(2)
+        assert (s.bitset_users == 0) == (budget == 0)
+    assert 0 < GraphNegatives(users, items, 120, 4, bitset_budget=0.02).bitset_users < 300
+    for budget in (0.02, 100.0):
+        for a, b in zip(epochs[0.0], epochs[budget], strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="bitset_budget"):
+        GraphNegatives(users, items, 120, 4, bitset_budget=-1)

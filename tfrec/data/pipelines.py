@@ -268,14 +268,23 @@ class GraphNegatives:
       every positive is seen exactly once per epoch, then each chunk of
       ``chunk_positives`` positives is shuffled with its negatives;
     * negatives: ``num_negatives`` uniform items per positive of the chunk's
-      users; any that hit one of the user's training positives (a binary search
-      within that user's slice of the sorted items: ``log2`` of the largest
-      user's degree steps, not of the number of positives) is redrawn, up to
+      users; any that hit one of the user's training positives is redrawn, up to
       ``rounds`` times. What still collides after
       that stays a negative: :meth:`residual_collision_rate` gives the expected
       fraction, and it is reported by the benchmark.
 
-    Memory is the items and offsets plus one chunk of examples in flight (and
+    Membership ("is item ``i`` a positive of user ``u``?") is one lookup in a
+    bitset row (``num_items`` bits) for the heaviest users, as many as
+    ``bitset_budget`` times the items' own bytes allow, and a binary search
+    within the user's slice of the sorted items for the rest (``log2`` of the
+    largest such user's degree steps). Both are exact, so the negatives drawn do
+    not depend on the split between them. Negatives are drawn in proportion to
+    a user's positives, so the heavy users the bitset covers ask most of the
+    queries; a search step is a gather at a random place in the items, which
+    costs a cache miss once they outgrow the cache.
+
+    Memory is the items and offsets, the bitset rows (at most ``bitset_budget``
+    times the items), plus one chunk of examples in flight (and
     ``prefetch``), independent of the number of epochs. :class:`SamplerEpochCallback` sets
     :attr:`epoch` so a resumed run draws the same epochs; without it each pass
     over the dataset draws the next epoch.
@@ -290,6 +299,9 @@ class GraphNegatives:
         chunk_batches: batches per chunk (a chunk holds ``batch_size *
             chunk_batches`` positives and their negatives).
         rounds: redraws of negatives that hit a positive.
+        bitset_budget: bytes of bitset rows allowed, as a multiple of the
+            items' bytes (4 per positive); 0 answers every query by binary
+            search.
     """
 
     def __init__(
@@ -303,6 +315,7 @@ class GraphNegatives:
         batch_size: int = 256,
         chunk_batches: int = 64,
         rounds: int = 8,
+        bitset_budget: float = 1.0,
     ):
         _check_batch_size(batch_size)
         users, items = _check_positives(users, items, num_negatives)
@@ -312,10 +325,11 @@ class GraphNegatives:
                 f"found items in [{items.min()}, {items.max()}], users from "
                 f"{users.min()}."
             )
-        if int(rounds) < 0 or int(chunk_batches) < 1:
+        if int(rounds) < 0 or int(chunk_batches) < 1 or not bitset_budget >= 0:
             raise ValueError(
-                f"`rounds` must be >= 0 and `chunk_batches` >= 1. Received: "
-                f"rounds={rounds!r}, chunk_batches={chunk_batches!r}"
+                f"`rounds` and `bitset_budget` must be >= 0 and `chunk_batches` >= 1. "
+                f"Received: rounds={rounds!r}, chunk_batches={chunk_batches!r}, "
+                f"bitset_budget={bitset_budget!r}"
             )
         if int(num_items) >= 2**31:
             raise ValueError(
@@ -366,16 +380,46 @@ class GraphNegatives:
         # Sorted keys -> items (int32) and per-user offsets: user u owns positions
         # [offsets[u], offsets[u + 1]). Variables, not constants: a constant
         # captured by a tf.data function is copied into the dataset's graph.
-        self._steps = max(1, int(per_user.max()).bit_length())  # binary search
         offsets = np.zeros(num_users + 1, np.int64)
         np.cumsum(per_user, out=offsets[1:])
+        # Bitset rows for the heaviest users, numbered in user order (so a slice
+        # of the sorted keys fills a contiguous run of words).
+        self._words = -(-self.num_items // 32)  # int32 words per bitset row
+        fit = int(float(bitset_budget) * len(keys) // self._words)
+        heavy = np.zeros(num_users, bool)
+        heavy[np.argsort(-per_user, kind="stable")[:fit]] = True
+        heavy &= per_user > 0
+        rows = np.where(heavy, np.cumsum(heavy) - 1, -1)
+        bits = np.zeros(int(heavy.sum()) * self._words, np.uint32)
+        light = per_user[~heavy]
+        self._steps = int(light.max()).bit_length() if len(light) else 0
         items_sorted = np.empty(len(keys), np.int32)
         for at in range(0, len(keys), step):
-            items_sorted[at : at + step] = keys[at : at + step] % self.num_items
+            part = keys[at : at + step]
+            owner = part // self.num_items
+            item = part - owner * self.num_items
+            items_sorted[at : at + step] = item
+            sel = rows[owner] >= 0
+            sel[1:] &= part[1:] != part[:-1]  # a repeated pair sets its bit once
+            if at and sel[0]:
+                sel[0] = part[0] != keys[at - 1]
+            if sel.any():
+                word = rows[owner[sel]] * self._words + item[sel] // 32
+                acc = np.bincount(
+                    word - word[0],
+                    weights=np.left_shift(1, item[sel] % 32).astype(np.float64),
+                )  # distinct bits of a word: their sum is their OR, exact in float64
+                bits[word[0] : word[0] + len(acc)] |= acc.astype(np.uint32)
         del keys
         self._offsets = tf.Variable(offsets, trainable=False, name="offsets")
         self._items = tf.Variable(items_sorted, trainable=False, name="items")
-        del items_sorted
+        self._rows = self._bits = None
+        if len(bits):
+            self._rows = tf.Variable(rows, trainable=False, name="bitset_rows")
+            self._bits = tf.Variable(bits.view(np.int32), trainable=False,
+                                     name="bitset")
+        self.bitset_users = int(heavy.sum())
+        del items_sorted, bits
         self._mults = tf.constant(np.asarray(mults, np.int64))
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
 
@@ -414,9 +458,27 @@ class GraphNegatives:
         return s
 
     def _is_positive(self, users, items):
-        """Whether each (user, item) is a training positive: a lower-bound binary
-        search, vectorised, within the user's slice of the sorted items."""
+        """Whether each (user, item) is a training positive: a bit of the user's
+        bitset row, or a search in the user's slice for users without one."""
         items = tf.cast(items, tf.int32)
+        if self._rows is None:
+            return self._search(users, items)
+        row = tf.gather(self._rows, users)
+        word = tf.gather(
+            self._bits,
+            tf.maximum(row, 0) * self._words + tf.cast(items // 32, tf.int64),
+        )
+        bit = tf.bitwise.bitwise_and(tf.bitwise.right_shift(word, items % 32), 1)
+        hit = tf.logical_and(row >= 0, tf.equal(bit, 1))
+        if not self._steps:  # every user with positives has a row
+            return hit
+        light = tf.where(row < 0)[:, 0]
+        found = self._search(tf.gather(users, light), tf.gather(items, light))
+        return tf.tensor_scatter_nd_update(hit, light[:, None], found)
+
+    def _search(self, users, items):
+        """A lower-bound binary search, vectorised, within each user's slice of
+        the sorted items (``items`` int32)."""
         lo = tf.gather(self._offsets, users)
         end = tf.gather(self._offsets, users + 1)
         hi = end
@@ -557,12 +619,13 @@ def graph_implicit_dataset(
     output_name: str = "score",
     chunk_batches: int = 64,
     rounds: int = 8,
+    bitset_budget: float = 1.0,
 ) -> tuple[tf.data.Dataset, GraphNegatives]:
     """Like :func:`implicit_dataset`, with the negatives drawn inside ``tf.data``
     (:class:`GraphNegatives`): no epoch is ever materialised, no Python runs per
     step. Pass ``SamplerEpochCallback(sampler)`` to ``fit`` (resume-safe)."""
     sampler = GraphNegatives(
         users, items, num_items, num_negatives, seed=seed, batch_size=batch_size,
-        chunk_batches=chunk_batches, rounds=rounds,
+        chunk_batches=chunk_batches, rounds=rounds, bitset_budget=bitset_budget,
     )
     return sampler.dataset(output_name), sampler
