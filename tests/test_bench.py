@@ -111,10 +111,32 @@ def test_goals_compare_in_the_right_direction(bench):
     assert goals["serving.all_items_ort_speedup"]["met"] is True
     assert goals["scaling_time_per_interaction"]["met"] is True
     assert goals["gru4rec.events_per_s_ratio"]["met"] is None
+    report["gru4rec"] = {"events_per_s_ratio": 1.3}  # reported, no target of its own
+    row = {g["key"]: g for g in bench.goal_rows(report)}["gru4rec.events_per_s_ratio"]
+    assert row["measured"] == 1.3 and row["met"] is None and row["vs_goal"] is None
+    goals["gru4rec.events_per_s_ratio"] = row
     report["goals"] = list(goals.values())
     report["sections"] = {"neumf": {"status": "ok", "seconds": 1.0}}
     text = bench.table(report)
-    assert "NO" in text and "yes" in text and "not run" in text
+    assert "NO" in text and "yes" in text and "not run" in text and "(reported)" in text
+
+
+def test_a_lower_bound_decides_a_min_goal_and_shows_as_one(bench):
+    # The baseline stopped before the target: its seconds over tfrec's bound the ratio.
+    report = {"neumf": {"time_to_hr_ratio": None, "time_to_hr_ratio_at_least": 4.2}}
+    goals = {g["key"]: g for g in bench.goal_rows(report)}
+    row = goals["neumf.time_to_hr_ratio"]
+    assert row["measured"] == 4.2 and row["bound"] == ">=" and row["met"] is True
+    report["neumf"]["time_to_hr_ratio_at_least"] = 2.1
+    row = {g["key"]: g for g in bench.goal_rows(report)}["neumf.time_to_hr_ratio"]
+    assert row["met"] is None  # a bound below the target decides nothing
+    # An exact figure wins over a bound.
+    report["neumf"]["time_to_hr_ratio"] = 3.5
+    row = {g["key"]: g for g in bench.goal_rows(report)}["neumf.time_to_hr_ratio"]
+    assert row["measured"] == 3.5 and "bound" not in row
+    report["goals"] = [{**row, "measured": 4.2, "bound": ">=", "vs_goal": 1.4}]
+    report["sections"] = {}
+    assert ">=4.2" in bench.table(report)
 
 
 def test_bad_arguments_fail_with_one_line(tmp_path):
@@ -128,3 +150,53 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
          str(tmp_path / "b")], capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2 and "bench_NAME.py plug-ins" in proc.stderr
+
+
+def _plugin(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}_t",
+                                                  ROOT / "scripts" / f"bench_{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Setup:
+    """A stand-in for a bench_neumf setup: each fit advances a fake clock."""
+
+    name = "fake"
+
+    def __init__(self, clock, seconds_per_epoch, hrs):
+        self.clock, self.step, self.hrs, self.model, self.epochs = (
+            clock, seconds_per_epoch, list(hrs), None, 0)
+
+    def fit(self, epoch):
+        self.clock[0] += self.step
+        self.epochs += 1
+
+
+def test_neumf_time_to_hr_stops_at_the_target_or_the_budget(monkeypatch):
+    neumf = _plugin("neumf")
+    import tfrec.evaluation.scoring as scoring
+
+    clock = [0.0]
+    monkeypatch.setattr(neumf.time, "perf_counter", lambda: clock[0])
+
+    def run(seconds_per_epoch, hrs, **kw):
+        setup = _Setup(clock, seconds_per_epoch, hrs)
+        monkeypatch.setattr(scoring, "keras_scorer", lambda model: None)
+
+        class Protocol:
+            def evaluate(self, scorer):
+                return {"hr@10": setup.hrs[setup.epochs - 1], "ndcg@10": 0.4}
+
+        return neumf.time_to_hr(setup, Protocol(), 20, lambda *a: None, **kw)
+
+    # Reached at epoch 3: 3 epochs of 10 s.
+    got = run(10.0, [0.60, 0.67, 0.681, 0.70])
+    assert (got["seconds_to_hr"], got["epochs_to_hr"], len(got["curve"])) == (30.0, 3, 3)
+    # Never reached: stops once 35 s are spent (4 epochs of 10 s), no figure.
+    got = run(10.0, [0.6] * 20, max_seconds=35.0)
+    assert got["seconds_to_hr"] is None and len(got["curve"]) == 4
+    assert got["curve"][-1]["train_s"] == 40.0
+    # Without a budget: the whole 20 epochs.
+    assert len(run(1.0, [0.6] * 20)["curve"]) == 20

@@ -450,7 +450,7 @@ def _run_options(t: argparse.ArgumentParser) -> None:
     src.add_argument("--content", default=None, metavar="FILE",
                      help="item content / features file, for models that need one")
     src.add_argument("--split", default=None,
-                     help="leave_one_out, time, random or session_last_day "
+                     help="leave_one_out, time, random, session_last_day or ncf_valid "
                      "(default: the recipe's)")
     src.add_argument("--split-seed", type=int, default=None)
     src.add_argument("--test-fraction", type=float, default=None)

@@ -13,6 +13,7 @@ from tfrec.data import (
     leave_one_out,
     load_split,
     ncf_split,
+    ncf_validation,
     random_split,
 )
 
@@ -282,6 +283,49 @@ def test_ncf_split_real(shared_data):
     assert indptr[-1] == 994_169 and indptr[1] - indptr[0] == 52
     split = load_split("ncf-ml-1m", data_dir=shared_data / "ncf-ml-1m")
     assert split.test_negatives.shape == (6038, 99)
+
+
+def test_ncf_validation_holds_out_one_training_row_per_user(tmp_path, unverified):
+    root = _ncf_dir(tmp_path, ["(0,3)\t5\t6", "(1,4)\t1\t6"])
+    s = ncf_split(root, download=False)
+    v = ncf_validation(s, seed=3, num_negatives=2)
+    def pairs(part):
+        return list(zip(part["user_id"].tolist(), part["item_id"].tolist(), strict=True))
+
+    train, kept, held = set(pairs(s.train)), pairs(v.train), pairs(v.valid)
+    # Users with >= 2 training rows give exactly one; nothing is lost or duplicated.
+    counts = np.bincount(s.train["user_id"], minlength=s.num_users)
+    assert sorted(u for u, _ in held) == [u for u in range(s.num_users) if counts[u] >= 2]
+    assert sorted(kept + held) == sorted(train) and not set(kept) & set(held)
+    # Negatives: never an item of the user in any part, distinct within a row.
+    seen = train | set(pairs(s.test))
+    for (u, _), row in zip(held, v.valid_negatives.tolist(), strict=True):
+        assert len(set(row)) == 2 and not any((u, i) in seen for i in row)
+    # Test part untouched; seeded; refuses a split that has a validation part.
+    np.testing.assert_array_equal(v.test_negatives, s.test_negatives)
+    again = ncf_validation(s, seed=3, num_negatives=2)
+    np.testing.assert_array_equal(again.valid["item_id"], v.valid["item_id"])
+    np.testing.assert_array_equal(again.valid_negatives, v.valid_negatives)
+    with pytest.raises(ValueError, match="already has a validation part"):
+        ncf_validation(v)
+
+
+def test_ncf_validation_real(shared_data):
+    s = ncf_split(shared_data / "ncf-ml-1m", download=False)
+    v = ncf_validation(s)
+    assert len(v.valid["user_id"]) == 6040 and v.valid_negatives.shape == (6040, 99)
+    assert len(v.train["user_id"]) == 994_169 - 6040
+    assert "valid 6040" in v.describe()
+    # What `--split ncf_valid` loads; other data sets refuse it with a reason.
+    from tfrec.data.sources import interaction_split
+    from tfrec.recipes.base import DataSource
+
+    got = interaction_split(DataSource(
+        dataset="ncf-ml-1m", data_dir=shared_data / "ncf-ml-1m", split="ncf_valid"))
+    np.testing.assert_array_equal(got.valid_negatives, v.valid_negatives)
+    with pytest.raises(DataError, match="needs --dataset ncf-ml-1m"):
+        interaction_split(DataSource(dataset="movielens-100k", split="ncf_valid",
+                                     data_dir=shared_data / "movielens-100k"))
 
 
 def test_load_split_movielens_100k(shared_data):

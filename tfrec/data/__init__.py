@@ -21,6 +21,7 @@ from tfrec.data.splits import (
     leave_one_out,
     load_split,
     ncf_split,
+    ncf_validation,
     random_split,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "load_split",
     "merge_duplicates",
     "ncf_split",
+    "ncf_validation",
     "random_split",
     "read_ratings_file",
     "sha256_file",

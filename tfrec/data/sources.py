@@ -44,8 +44,10 @@ def interaction_split(source, *, default_split: str = "leave_one_out") -> Split:
     """The `Split` a run trains on, rebuilt the same way by evaluate/recommend.
 
     Catalogue splits: ``leave_one_out`` (``ncf-ml-1m``: the paper's files),
-    ``random`` (``test_fraction`` / ``valid_fraction``). Own files also take
-    ``time``.
+    ``random`` (``test_fraction`` / ``valid_fraction``); ``ncf_valid`` is the
+    paper's files with a validation part carved from training
+    (`tfrec.data.splits.ncf_validation`), for choosing settings on the NCF
+    protocol without reading its test set. Own files also take ``time``.
     """
     split = source.split or default_split
     if source.file:
@@ -59,6 +61,16 @@ def interaction_split(source, *, default_split: str = "leave_one_out") -> Split:
             valid_fraction=source.valid_fraction,
             eval_negatives=source.eval_negatives,
         )
+    if split == "ncf_valid":
+        if source.dataset != "ncf-ml-1m":
+            raise DataError(
+                f"Split 'ncf_valid' is the NCF paper's split with a validation part; "
+                f"it needs --dataset ncf-ml-1m, not {source.dataset!r}."
+            )
+        from tfrec.data.splits import ncf_validation
+
+        paper = load_split("ncf-ml-1m", protocol="leave_one_out", data_dir=source.data_dir)
+        return ncf_validation(paper, seed=source.split_seed)
     if split == "leave_one_out":
         kw = {} if source.dataset == "ncf-ml-1m" else {
             "num_negatives": source.eval_negatives
@@ -81,5 +93,6 @@ def interaction_split(source, *, default_split: str = "leave_one_out") -> Split:
         )
     raise DataError(
         f"Split {split!r} is not available for the catalogue data set "
-        f"{source.dataset!r}; use leave_one_out or random."
+        f"{source.dataset!r}; use leave_one_out or random"
+        + (" (or ncf_valid)." if source.dataset == "ncf-ml-1m" else ".")
     )

@@ -30,6 +30,7 @@ Rules every split function here (and `tfrec.data.userfiles`,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 from dataclasses import dataclass, field
@@ -50,7 +51,14 @@ from tfrec.data.datasets import (
     verify_file,
 )
 
-__all__ = ["Split", "leave_one_out", "load_split", "ncf_split", "random_split"]
+__all__ = [
+    "Split",
+    "leave_one_out",
+    "load_split",
+    "ncf_split",
+    "ncf_validation",
+    "random_split",
+]
 
 _KEYS = ("user_id", "item_id", "rating")
 
@@ -182,6 +190,7 @@ _DROP_TEXT = {
     "test_unknown_item": "test rows (item not in training)",
     "duplicates_merged": "repeated (user, item) rows merged into the latest",
     "negatives_untrained": "negative slots on items with no training row (kept)",
+    "valid_untrained_item": "validation rows whose item has no other training row (kept)",
 }
 
 
@@ -689,6 +698,64 @@ def ncf_split(
             "duplicates_merged": merged.duplicates_merged,
             "negatives_untrained": int((~trained_items[neg_idx]).sum()),
         },
+    )
+
+
+def ncf_validation(split: Split, *, seed: int = 0, num_negatives: int = 99) -> Split:
+    """A validation part for a split that has none (the NCF split's case).
+
+    The published NCF split holds out each user's latest interaction as the test
+    item and has no validation part, so settings chosen on it would be chosen on
+    the test set. This holds out one training interaction per user (users with at
+    least two) as that user's validation item, with `num_negatives` items the user
+    never interacted with in any part, sampled uniformly (the test protocol's
+    99), and trains on the rest. The held-out row is drawn at random (seeded):
+    the split keeps no timestamps, and the reconstructed NCF train file has
+    none, so "the latest before the test item" cannot be taken. Vocabularies,
+    test rows and test negatives are unchanged.
+
+    Args:
+        split: A `Split` with ``valid=None``.
+        seed: Seed of the held-out rows and the negatives.
+        num_negatives: Sampled negatives per validation row.
+
+    Returns:
+        A new `Split` with ``valid`` and ``valid_negatives`` set and ``train``
+        one row shorter per user; ``dropped["valid_untrained_item"]`` counts
+        validation rows whose item is left with no training row.
+    """
+    if split.valid is not None:
+        raise ValueError(f"{split.name}: the split already has a validation part")
+    rng = np.random.default_rng(seed)
+    users = split.train["user_id"]
+    n = users.size
+    # One random row per user: the first row of each user in a random order.
+    order = rng.permutation(n)
+    order = order[np.argsort(users[order], kind="stable")]
+    sorted_users = users[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = sorted_users[1:] != sorted_users[:-1]
+    counts = np.bincount(users, minlength=split.num_users)
+    held = order[first & (counts[sorted_users] >= 2)]
+    held.sort()
+    keep = np.ones(n, dtype=bool)
+    keep[held] = False
+    items = split.train["item_id"]
+    keys = np.concatenate([
+        users * split.num_items + items,
+        split.test["user_id"] * split.num_items + split.test["item_id"],
+    ])
+    negatives = _sample_negatives(
+        users[held], _unique(keys), split.num_items, num_negatives, rng
+    )
+    trained = np.zeros(split.num_items, dtype=bool)
+    trained[items[keep]] = True
+    return dataclasses.replace(
+        split,
+        train={k: v[keep] for k, v in split.train.items()},
+        valid={k: v[held] for k, v in split.train.items()},
+        valid_negatives=negatives,
+        dropped=dict(split.dropped, valid_untrained_item=int((~trained[items[held]]).sum())),
     )
 
 
