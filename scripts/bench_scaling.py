@@ -14,15 +14,32 @@ the data and its setup; ``train_rss_growth_mb`` is how far the resident set rose
 above its level before ``fit`` while training (sampled every 50 ms): the model,
 its optimiser slots and the pipeline's buffers, nothing per epoch. What is held
 is ``data_mb``: the positives' items sorted by (user, item) as int32 (4 bytes per
-interaction) plus one int64 offset per user, the training data itself.
+interaction), one int64 offset per user, and the sampler's bitset rows of its
+heaviest users (at most as many bytes as the items), the training data itself.
+
+Linearity: ``us_per_interaction`` is ``epoch_s`` over the interactions; the
+result's ``linearity`` gives, per (model, optimizer), its top size / bottom size
+ratio (1 is linear; the bench goal is <= 1.5), and the table printed at the end
+shows both.
+
+Default optimiser: LazyAdam. Keras's dense Adam reads and writes every row of
+the embedding tables and both moments each step, so its step grows with the
+tables (``--table-cost``); LazyAdam's does not. On ML-1M (NeuMF-8, the
+``ncf_fast`` settings) the two reach the same validation HR@10
+(reports/lazy_adam_ncf_valid.md).
+
+``--decompose N`` splits one step's cost at N interactions: the ``tf.data``
+pipeline alone, the training step alone on one batch of it, and both in ``fit``
+(``--bitset-budget 0`` gives the sampler's binary-search-only path).
 
 ``--optimizer lazy_adam`` trains with :class:`tfrec.training.lazy_adam.LazyAdam`
 (moments of the embedding rows in the batch only) instead of Keras's dense Adam,
 whose every step reads and writes the whole embedding tables and their moments.
 
     python scripts/bench_scaling.py [--quick] [--threads 2] [--out scaling.json]
-        [--optimizer adam|lazy_adam|both]
+        [--optimizer lazy_adam|adam|both]
     python scripts/bench_scaling.py --table-cost [--out table_cost.json]
+    python scripts/bench_scaling.py --decompose 100000000 --model neumf
 """
 
 from __future__ import annotations
@@ -82,7 +99,7 @@ class RssSampler(threading.Thread):
 
 
 def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool,
-           optimizer: str = "adam") -> dict:
+           optimizer: str = "lazy_adam") -> dict:
     """One (model, size) in this process; returns its measurements."""
     import tensorflow as tf
 
@@ -132,7 +149,9 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool,
         "epoch_s": round(len(sampler) / rate, 2), "epoch_s_estimated": True,
         "timed_steps": steps - 1 - marks["first"], "batch_size": BATCH,
         "generate_s": round(gen_s, 1),
-        "data_mb": round((4 * n + 8 * (num_users + 1)) / 2**20, 1),
+        "data_mb": round((4 * n + 8 * (num_users + 1) + bitset_bytes(sampler))
+                         / 2**20, 1),
+        "bitset_users": sampler.bitset_users,
         "rss_before_fit_mb": round(rss_before, 1),
     }
     if full_epoch:  # the check of the estimate: one whole epoch, timed
@@ -145,6 +164,54 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool,
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
     )
     return out
+
+
+def bitset_bytes(sampler) -> int:
+    """Bytes of the sampler's bitset rows (int32 words) and their row index."""
+    if sampler._bits is None:
+        return 0
+    return 4 * int(sampler._bits.shape[0]) + 8 * int(sampler._rows.shape[0])
+
+
+def linearity(rows: list[dict]) -> list[dict]:
+    """Per (model, optimizer): seconds per interaction at the top size over the
+    bottom size (1 is linear)."""
+    out = []
+    for key in sorted({(r["model"], r.get("optimizer", "adam")) for r in rows}):
+        line = sorted((r for r in rows if (r["model"], r.get("optimizer", "adam"))
+                       == key), key=lambda r: r["interactions"])
+        if len(line) < 2:
+            continue
+        lo, hi = line[0], line[-1]
+        ratio = (hi["epoch_s"] / hi["interactions"]) / (lo["epoch_s"] / lo["interactions"])
+        out.append({"model": key[0], "optimizer": key[1],
+                    "from": lo["interactions"], "to": hi["interactions"],
+                    "epoch_s_growth": round(hi["epoch_s"] / lo["epoch_s"], 1),
+                    "time_per_interaction_ratio": round(ratio, 3)})
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    """The markdown table: per row examples/s, s per epoch, us per interaction,
+    peak RSS; per line the top / bottom ratio of seconds per interaction."""
+    lines = ["| model | optimizer | interactions | examples/s | s / epoch | "
+             "us / interaction | peak RSS MB | RSS rise in fit MB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: (r["model"], r.get("optimizer", "adam"),
+                                         r["interactions"])):
+        lines.append(
+            f"| {r['model']} | {r.get('optimizer', 'adam')} | {r['interactions']:,} | "
+            f"{r['examples_per_s']:,} | {r['epoch_s']:,} | "
+            f"{1e6 * r['epoch_s'] / r['interactions']:.2f} | {r['peak_rss_mb']:,} | "
+            f"{r['train_rss_growth_mb']} |"
+        )
+    lines += ["", "| model | optimizer | epoch time growth | s/interaction, top / "
+              "bottom (linear = 1, goal <= 1.5) |", "| --- | --- | --- | --- |"]
+    for r in linearity(rows):
+        lines.append(f"| {r['model']} | {r['optimizer']} | "
+                     f"{r['from']:,} -> {r['to']:,}: {r['epoch_s_growth']}x | "
+                     f"{r['time_per_interaction_ratio']} |")
+    return "\n".join(lines)
 
 
 def table_cost(threads: int = 2, steps: int = 160) -> list[dict]:
@@ -192,7 +259,7 @@ def table_cost(threads: int = 2, steps: int = 160) -> list[dict]:
 
 
 def decompose(model: str, n: int, threads: int = 2, optimizer: str = "lazy_adam",
-              batches: int = 960) -> dict:
+              batches: int = 960, bitset_budget: float | None = None) -> dict:
     """Where a step's time goes at one size: ms per batch of (a) the ``tf.data``
     pipeline alone (iterated, no model), (b) the training step alone on one fixed
     batch drawn from that pipeline (this size's tables), (c) both in ``fit``.
@@ -203,9 +270,17 @@ def decompose(model: str, n: int, threads: int = 2, optimizer: str = "lazy_adam"
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
+    from tfrec.data import pipelines
     from tfrec.data.synthetic import powerlaw_interactions
     from tfrec.recipes.ncf import NCFConfig, NCFRecipe
 
+    if bitset_budget is not None:  # the recipe does not take it: set the default
+        init = pipelines.GraphNegatives.__init__
+
+        def with_budget(self, *args, **kwargs):
+            init(self, *args, **{**kwargs, "bitset_budget": bitset_budget})
+
+        pipelines.GraphNegatives.__init__ = with_budget
     num_users, num_items = catalogue(n)
     users, items = powerlaw_interactions(n, num_users, num_items, seed=0)
     split = _Split(users, items, num_users, num_items)
@@ -331,7 +406,7 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
 
 
 def run(quick: bool = False, threads: int = 2, *, log=print,
-        plot_path: Path | None = None, optimizer: str = "adam") -> dict:
+        plot_path: Path | None = None, optimizer: str = "lazy_adam") -> dict:
     """Every (model, size) in its own subprocess. The plot goes to ``plot_path``,
     by default docs/scaling.png for a full run and nowhere for a quick one (so
     ``make bench-quick`` never replaces the README's plot)."""
@@ -369,6 +444,11 @@ def run(quick: bool = False, threads: int = 2, *, log=print,
             "train_rss_growth_mb is the rise above the pre-fit level while training"
         ),
     }
+    result["linearity"] = linearity(rows)
+    if result["linearity"]:
+        result["time_per_interaction_ratio_worst"] = max(
+            r["time_per_interaction_ratio"] for r in result["linearity"]
+        )
     checks = [r for r in rows if "measured_epoch_s" in r]
     result["estimate_check"] = [
         {"model": r["model"], "optimizer": r["optimizer"], "estimated_s": r["epoch_s"],
@@ -379,6 +459,7 @@ def run(quick: bool = False, threads: int = 2, *, log=print,
     if plot_path is not None:
         plot(rows, plot_path)
         result["plot"] = str(plot_path)
+    log(table(rows))
     return result
 
 
@@ -387,8 +468,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--optimizer", choices=("adam", "lazy_adam", "both"),
-                        default="adam", help="dense Keras Adam (default), LazyAdam "
-                        "(row updates), or both (every size with each)")
+                        default="lazy_adam", help="LazyAdam (row updates; the "
+                        "default), dense Keras Adam, or both (every size with each)")
+    parser.add_argument("--bitset-budget", type=float, default=None,
+                        help="with --decompose: the sampler's bitset budget")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, default=None,
                         help="where to write the plot (default: docs/scaling.png "
@@ -417,7 +500,8 @@ def main(argv=None):
         return
     if args.decompose:
         opt = "lazy_adam" if args.optimizer == "both" else args.optimizer
-        print(json.dumps(decompose(args.model, args.decompose, args.threads, opt)))
+        print(json.dumps(decompose(args.model, args.decompose, args.threads, opt,
+                                   bitset_budget=args.bitset_budget)))
         return
     if args.worker:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
