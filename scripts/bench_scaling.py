@@ -259,7 +259,8 @@ def table_cost(threads: int = 2, steps: int = 160) -> list[dict]:
 
 
 def decompose(model: str, n: int, threads: int = 2, optimizer: str = "lazy_adam",
-              batches: int = 960, bitset_budget: float | None = None) -> dict:
+              batches: int = 960, bitset_budget: float | None = None,
+              group_negatives: bool = False) -> dict:
     """Where a step's time goes at one size: ms per batch of (a) the ``tf.data``
     pipeline alone (iterated, no model), (b) the training step alone on one fixed
     batch drawn from that pipeline (this size's tables), (c) both in ``fit``.
@@ -274,13 +275,15 @@ def decompose(model: str, n: int, threads: int = 2, optimizer: str = "lazy_adam"
     from tfrec.data.synthetic import powerlaw_interactions
     from tfrec.recipes.ncf import NCFConfig, NCFRecipe
 
-    if bitset_budget is not None:  # the recipe does not take it: set the default
-        init = pipelines.GraphNegatives.__init__
+    # The recipe takes neither: they become the sampler's defaults here.
+    init, fixed = pipelines.GraphNegatives.__init__, {"group_negatives": group_negatives}
+    if bitset_budget is not None:
+        fixed["bitset_budget"] = bitset_budget
 
-        def with_budget(self, *args, **kwargs):
-            init(self, *args, **{**kwargs, "bitset_budget": bitset_budget})
+    def with_settings(self, *args, **kwargs):
+        init(self, *args, **{**kwargs, **fixed})
 
-        pipelines.GraphNegatives.__init__ = with_budget
+    pipelines.GraphNegatives.__init__ = with_settings
     num_users, num_items = catalogue(n)
     users, items = powerlaw_interactions(n, num_users, num_items, seed=0)
     split = _Split(users, items, num_users, num_items)
@@ -294,7 +297,7 @@ def decompose(model: str, n: int, threads: int = 2, optimizer: str = "lazy_adam"
     del users, items, split
     sampler = plan.callbacks[0].sampler
     out = {"model": model, "optimizer": optimizer, "interactions": n,
-           "sampler_setup_s": round(setup_s, 2)}
+           "group_negatives": group_negatives, "sampler_setup_s": round(setup_s, 2)}
 
     # (a) the pipeline alone: past its first chunks (prefetched), steady state
     it = iter(plan.dataset)
@@ -483,6 +486,8 @@ def main(argv=None):
                         help="only split one step's cost at N interactions: the "
                         "pipeline alone, the step alone, both in fit")
     parser.add_argument("--model", choices=tuple(MODELS), default="neumf")
+    parser.add_argument("--group-negatives", action="store_true",
+                        help="with --decompose: each positive's negatives in its batch")
     parser.add_argument("--worker", choices=tuple(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--interactions", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -501,7 +506,8 @@ def main(argv=None):
     if args.decompose:
         opt = "lazy_adam" if args.optimizer == "both" else args.optimizer
         print(json.dumps(decompose(args.model, args.decompose, args.threads, opt,
-                                   bitset_budget=args.bitset_budget)))
+                                   bitset_budget=args.bitset_budget,
+                                   group_negatives=args.group_negatives)))
         return
     if args.worker:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -166,3 +166,23 @@ def test_bitset_and_search_agree_and_repeated_pairs_set_one_bit():
             np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="bitset_budget"):
         GraphNegatives(users, items, 120, 4, bitset_budget=-1)
+
+
+def test_grouped_negatives_same_examples_each_positive_with_its_own():
+    plain = GraphNegatives(USERS, ITEMS, NUM_ITEMS, 4, batch_size=32, seed=5)
+    grouped = GraphNegatives(USERS, ITEMS, NUM_ITEMS, 4, batch_size=32, seed=5,
+                             group_negatives=True)
+    (u, i, y), (gu, gi, gy) = plain.epoch_arrays(1), grouped.epoch_arrays(1)
+
+    def rows(u, i, y):
+        return np.sort((u * NUM_ITEMS + i) * 2 + y.astype(np.int64))
+
+    np.testing.assert_array_equal(rows(u, i, y), rows(gu, gi, gy))  # same epoch
+    groups_u, groups_y = gu.reshape(-1, 5), gy.reshape(-1, 5)
+    np.testing.assert_array_equal(groups_y[:, 0], 1)  # a positive, then ...
+    np.testing.assert_array_equal(groups_y[:, 1:], 0)  # ... its four negatives
+    np.testing.assert_array_equal(groups_u, np.repeat(groups_u[:, :1], 5, axis=1))
+    # The groups are shuffled: the positives do not come in sorted order.
+    assert not np.all(np.diff(gu[::5] * NUM_ITEMS + gi[::5]) > 0)
+    # The plain order mixes a positive's negatives across the epoch.
+    assert not np.array_equal(u.reshape(-1, 5), np.repeat(u.reshape(-1, 5)[:, :1], 5, 1))

@@ -302,6 +302,12 @@ class GraphNegatives:
         bitset_budget: bytes of bitset rows allowed, as a multiple of the
             items' bytes (4 per positive); 0 answers every query by binary
             search.
+        group_negatives: keep each positive and its negatives together (the
+            chunk shuffles whole groups): a batch then holds about
+            ``batch_size / (1 + num_negatives)`` users instead of up to
+            ``batch_size``, so the training step gathers and updates fewer
+            random embedding rows. Off by default (it changes what shares a
+            batch, not which examples an epoch holds).
     """
 
     def __init__(
@@ -316,6 +322,7 @@ class GraphNegatives:
         chunk_batches: int = 64,
         rounds: int = 8,
         bitset_budget: float = 1.0,
+        group_negatives: bool = False,
     ):
         _check_batch_size(batch_size)
         users, items = _check_positives(users, items, num_negatives)
@@ -368,6 +375,7 @@ class GraphNegatives:
         self.batch_size = int(batch_size)
         self.chunk_positives = self.batch_size * int(chunk_batches)
         self.rounds = int(rounds)
+        self.group_negatives = bool(group_negatives)
         # Expected share of each positive's user's catalogue that is positive,
         # weighted by that user's share of the negatives (for the residual rate).
         self._density, self._per_user = distinct / self.num_items, per_user
@@ -555,9 +563,19 @@ class GraphNegatives:
             )
         else:
             labels = ones
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(tf.size(users)), self._seed(epoch, 3, chunk)
-        )
+        if self.group_negatives and self.num_negatives:
+            # Whole groups (a positive, then its negatives) in a shuffled order.
+            m, k = tf.size(ones), self.num_negatives
+            perm = tf.random.experimental.stateless_shuffle(
+                tf.range(m), self._seed(epoch, 3, chunk)
+            )
+            order = tf.reshape(tf.concat(
+                [perm[:, None], m + perm[:, None] * k + tf.range(k)[None, :]], 1
+            ), [-1])
+        else:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.size(users)), self._seed(epoch, 3, chunk)
+            )
         return (
             tf.gather(users, order), tf.gather(items, order), tf.gather(labels, order)
         )
@@ -620,6 +638,7 @@ def graph_implicit_dataset(
     chunk_batches: int = 64,
     rounds: int = 8,
     bitset_budget: float = 1.0,
+    group_negatives: bool = False,
 ) -> tuple[tf.data.Dataset, GraphNegatives]:
     """Like :func:`implicit_dataset`, with the negatives drawn inside ``tf.data``
     (:class:`GraphNegatives`): no epoch is ever materialised, no Python runs per
@@ -627,5 +646,6 @@ def graph_implicit_dataset(
     sampler = GraphNegatives(
         users, items, num_items, num_negatives, seed=seed, batch_size=batch_size,
         chunk_batches=chunk_batches, rounds=rounds, bitset_budget=bitset_budget,
+        group_negatives=group_negatives,
     )
     return sampler.dataset(output_name), sampler
