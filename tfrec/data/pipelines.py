@@ -390,10 +390,17 @@ class GraphNegatives:
         # captured by a tf.data function is copied into the dataset's graph.
         offsets = np.zeros(num_users + 1, np.int64)
         np.cumsum(per_user, out=offsets[1:])
+        items_sorted = np.empty(len(keys), np.int32)
+        for at in range(0, len(keys), step):
+            items_sorted[at : at + step] = keys[at : at + step] % self.num_items
+        del keys
+        self._offsets = tf.Variable(offsets, trainable=False, name="offsets")
+        self._items = tf.Variable(items_sorted, trainable=False, name="items")
         # Bitset rows for the heaviest users, numbered in user order (so a slice
-        # of the sorted keys fills a contiguous run of words).
+        # of the sorted items fills a contiguous run of words); built after the
+        # keys are freed, so it adds nothing to the peak of the setup.
         self._words = -(-self.num_items // 32)  # int32 words per bitset row
-        fit = int(float(bitset_budget) * len(keys) // self._words)
+        fit = int(float(bitset_budget) * len(items_sorted) // self._words)
         heavy = np.zeros(num_users, bool)
         heavy[np.argsort(-per_user, kind="stable")[:fit]] = True
         heavy &= per_user > 0
@@ -401,16 +408,16 @@ class GraphNegatives:
         bits = np.zeros(int(heavy.sum()) * self._words, np.uint32)
         light = per_user[~heavy]
         self._steps = int(light.max()).bit_length() if len(light) else 0
-        items_sorted = np.empty(len(keys), np.int32)
-        for at in range(0, len(keys), step):
-            part = keys[at : at + step]
-            owner = part // self.num_items
-            item = part - owner * self.num_items
-            items_sorted[at : at + step] = item
+        for at in range(0, len(items_sorted) if len(bits) else 0, step):
+            lo = max(at - 1, 0)  # one position back: repeats across the slices
+            item = items_sorted[lo : at + step]
+            owner = np.searchsorted(offsets[1:], np.arange(lo, lo + len(item)),
+                                    side="right")
             sel = rows[owner] >= 0
-            sel[1:] &= part[1:] != part[:-1]  # a repeated pair sets its bit once
-            if at and sel[0]:
-                sel[0] = part[0] != keys[at - 1]
+            # A repeated pair (sorted: next to its twin) sets its bit once.
+            sel[1:] &= (item[1:] != item[:-1]) | (owner[1:] != owner[:-1])
+            if at:
+                sel[0] = False  # the previous slice's last position
             if sel.any():
                 word = rows[owner[sel]] * self._words + item[sel] // 32
                 acc = np.bincount(
@@ -418,16 +425,14 @@ class GraphNegatives:
                     weights=np.left_shift(1, item[sel] % 32).astype(np.float64),
                 )  # distinct bits of a word: their sum is their OR, exact in float64
                 bits[word[0] : word[0] + len(acc)] |= acc.astype(np.uint32)
-        del keys
-        self._offsets = tf.Variable(offsets, trainable=False, name="offsets")
-        self._items = tf.Variable(items_sorted, trainable=False, name="items")
+        del items_sorted
         self._rows = self._bits = None
         if len(bits):
             self._rows = tf.Variable(rows, trainable=False, name="bitset_rows")
             self._bits = tf.Variable(bits.view(np.int32), trainable=False,
                                      name="bitset")
         self.bitset_users = int(heavy.sum())
-        del items_sorted, bits
+        del bits
         self._mults = tf.constant(np.asarray(mults, np.int64))
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
 
