@@ -137,12 +137,17 @@ def test_membership_check_is_exact_for_every_pair():
     assert want.sum() == degree.sum()
 
 
-def test_bitset_and_search_agree_and_repeated_pairs_set_one_bit():
+@pytest.mark.parametrize("slice_size", [1 << 22, 7])  # 7: pairs across slices
+def test_bitset_and_search_agree_and_repeated_pairs_set_one_bit(
+    slice_size, monkeypatch
+):
     # Power-law users (a few heavy, many light), repeated pairs, unsorted input:
     # every split between bitset rows and binary search draws the same epoch,
     # and membership answers equal a numpy set lookup on every (user, item).
+    from tfrec.data import pipelines
     from tfrec.data.synthetic import powerlaw_interactions
 
+    monkeypatch.setattr(pipelines, "_SLICE", slice_size)
     users, items = powerlaw_interactions(6_000, 300, 120, seed=1)
     again = RNG.integers(0, len(users), 700)
     users, items = np.concatenate([users, users[again]]), np.concatenate(

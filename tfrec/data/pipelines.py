@@ -254,6 +254,9 @@ def eval_dataset(users, items, *, batch_size: int = 65536) -> tf.data.Dataset:
 # ------------------------------------------------------- negatives inside the graph
 
 
+_SLICE = 1 << 22  # positives per slice of GraphNegatives' setup loops
+
+
 class GraphNegatives:
     """Positives in a fresh order plus fresh negatives, drawn inside ``tf.data``.
 
@@ -352,7 +355,7 @@ class GraphNegatives:
         num_users = int(users.max()) + 1
         distinct = np.zeros(num_users, np.int64)  # distinct items per user
         per_user = np.zeros(num_users, np.int64)  # positives per user
-        step = 1 << 22  # counted in slices: no temporaries the size of the data
+        step = _SLICE  # counted in slices: no temporaries the size of the data
         for at in range(0, len(keys), step):
             part = keys[at : at + step]
             first = np.ones(len(part), bool)
