@@ -384,12 +384,17 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
                 if r["model"] == model and r.get("optimizer", "adam") == opt
             )
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o" if opt == "adam" else "s",
-                        ls="-" if opt == "adam" else ":", label=f"{model}, {opt}")
+                lazy = opt == "lazy_adam"  # the default: solid lines
+                (line,) = ax.plot(*zip(*pts, strict=True), marker="o" if lazy else "s",
+                                  ls="-" if lazy else ":", label=f"{model}, {opt}")
+                if key == "epoch_s" and len(pts) > 1:  # linear from the bottom size
+                    (n0, t0), top = pts[0], pts[-1][0]
+                    ax.plot([n0, top], [t0, t0 * top / n0], ls="--", lw=0.8,
+                            c=line.get_color(), alpha=0.6)
         if key == "peak_rss_mb":
             pts = sorted({(r["interactions"], r["data_mb"]) for r in rows})
             ax.plot(*zip(*pts, strict=True), ls="--", c="grey",
-                    label="data (int32 items + offsets)")
+                    label="data (items, offsets, bitset)")
         ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
@@ -398,7 +403,8 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(
-        f"NeuMF and MF, in-graph negatives (4 per positive), batch {BATCH}", fontsize=10
+        f"NeuMF and MF, in-graph negatives (4 per positive), batch {BATCH}; "
+        "dashed in the middle panel: linear growth from the 1 M point", fontsize=10
     )
     fig.tight_layout()
     buf = io.BytesIO()
