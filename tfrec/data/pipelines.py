@@ -257,6 +257,29 @@ def eval_dataset(users, items, *, batch_size: int = 65536) -> tf.data.Dataset:
 _SLICE = 1 << 22  # positives per slice of GraphNegatives' setup loops
 
 
+def _fill_bitset(bits, items_sorted, offsets, rows, words, step) -> None:
+    """Sets bit ``item`` of row ``rows[user]`` in ``bits`` for every positive of
+    a user with a row, in slices (a function: its views of ``items_sorted`` are
+    gone when it returns, so the caller's ``del`` frees the array)."""
+    for at in range(0, len(items_sorted) if len(bits) else 0, step):
+        lo = max(at - 1, 0)  # one position back: repeats across the slices
+        item = items_sorted[lo : at + step]
+        owner = np.searchsorted(offsets[1:], np.arange(lo, lo + len(item)),
+                                side="right")
+        sel = rows[owner] >= 0
+        # A repeated pair (sorted: next to its twin) sets its bit once.
+        sel[1:] &= (item[1:] != item[:-1]) | (owner[1:] != owner[:-1])
+        if at:
+            sel[0] = False  # the previous slice's last position
+        if sel.any():
+            word = rows[owner[sel]] * words + item[sel] // 32
+            acc = np.bincount(
+                word - word[0],
+                weights=np.left_shift(1, item[sel] % 32).astype(np.float64),
+            )  # distinct bits of a word: their sum is their OR, exact in float64
+            bits[word[0] : word[0] + len(acc)] |= acc.astype(np.uint32)
+
+
 class GraphNegatives:
     """Positives in a fresh order plus fresh negatives, drawn inside ``tf.data``.
 
@@ -365,6 +388,7 @@ class GraphNegatives:
             owner = part // self.num_items
             per_user += np.bincount(owner, minlength=num_users)
             distinct += np.bincount(owner[first], minlength=num_users)
+        del part, owner, first  # `part` is a view: it would keep `keys` alive
         full = np.flatnonzero(distinct >= self.num_items)
         if num_negatives and len(full):
             raise ValueError(
@@ -411,23 +435,7 @@ class GraphNegatives:
         bits = np.zeros(int(heavy.sum()) * self._words, np.uint32)
         light = per_user[~heavy]
         self._steps = int(light.max()).bit_length() if len(light) else 0
-        for at in range(0, len(items_sorted) if len(bits) else 0, step):
-            lo = max(at - 1, 0)  # one position back: repeats across the slices
-            item = items_sorted[lo : at + step]
-            owner = np.searchsorted(offsets[1:], np.arange(lo, lo + len(item)),
-                                    side="right")
-            sel = rows[owner] >= 0
-            # A repeated pair (sorted: next to its twin) sets its bit once.
-            sel[1:] &= (item[1:] != item[:-1]) | (owner[1:] != owner[:-1])
-            if at:
-                sel[0] = False  # the previous slice's last position
-            if sel.any():
-                word = rows[owner[sel]] * self._words + item[sel] // 32
-                acc = np.bincount(
-                    word - word[0],
-                    weights=np.left_shift(1, item[sel] % 32).astype(np.float64),
-                )  # distinct bits of a word: their sum is their OR, exact in float64
-                bits[word[0] : word[0] + len(acc)] |= acc.astype(np.uint32)
+        _fill_bitset(bits, items_sorted, offsets, rows, self._words, step)
         del items_sorted
         self._rows = self._bits = None
         if len(bits):
