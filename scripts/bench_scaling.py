@@ -14,15 +14,32 @@ the data and its setup; ``train_rss_growth_mb`` is how far the resident set rose
 above its level before ``fit`` while training (sampled every 50 ms): the model,
 its optimiser slots and the pipeline's buffers, nothing per epoch. What is held
 is ``data_mb``: the positives' items sorted by (user, item) as int32 (4 bytes per
-interaction) plus one int64 offset per user, the training data itself.
+interaction), one int64 offset per user, and the sampler's bitset rows of its
+heaviest users (at most as many bytes as the items), the training data itself.
+
+Linearity: ``us_per_interaction`` is ``epoch_s`` over the interactions; the
+result's ``linearity`` gives, per (model, optimizer), its top size / bottom size
+ratio (1 is linear; the bench goal is <= 1.5), and the table printed at the end
+shows both.
+
+Default optimiser: LazyAdam. Keras's dense Adam reads and writes every row of
+the embedding tables and both moments each step, so its step grows with the
+tables (``--table-cost``); LazyAdam's does not. On ML-1M (NeuMF-8, the
+``ncf_fast`` settings) the two reach the same validation HR@10
+(reports/lazy_adam_ncf_valid.md).
+
+``--decompose N`` splits one step's cost at N interactions: the ``tf.data``
+pipeline alone, the training step alone on one batch of it, and both in ``fit``
+(``--bitset-budget 0`` gives the sampler's binary-search-only path).
 
 ``--optimizer lazy_adam`` trains with :class:`tfrec.training.lazy_adam.LazyAdam`
 (moments of the embedding rows in the batch only) instead of Keras's dense Adam,
 whose every step reads and writes the whole embedding tables and their moments.
 
     python scripts/bench_scaling.py [--quick] [--threads 2] [--out scaling.json]
-        [--optimizer adam|lazy_adam|both]
+        [--optimizer lazy_adam|adam|both]
     python scripts/bench_scaling.py --table-cost [--out table_cost.json]
+    python scripts/bench_scaling.py --decompose 100000000 --model neumf
 """
 
 from __future__ import annotations
@@ -82,7 +99,7 @@ class RssSampler(threading.Thread):
 
 
 def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool,
-           optimizer: str = "adam") -> dict:
+           optimizer: str = "lazy_adam") -> dict:
     """One (model, size) in this process; returns its measurements."""
     import tensorflow as tf
 
@@ -132,7 +149,9 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool,
         "epoch_s": round(len(sampler) / rate, 2), "epoch_s_estimated": True,
         "timed_steps": steps - 1 - marks["first"], "batch_size": BATCH,
         "generate_s": round(gen_s, 1),
-        "data_mb": round((4 * n + 8 * (num_users + 1)) / 2**20, 1),
+        "data_mb": round((4 * n + 8 * (num_users + 1) + bitset_bytes(sampler))
+                         / 2**20, 1),
+        "bitset_users": sampler.bitset_users,
         "rss_before_fit_mb": round(rss_before, 1),
     }
     if full_epoch:  # the check of the estimate: one whole epoch, timed
@@ -145,6 +164,54 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool,
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
     )
     return out
+
+
+def bitset_bytes(sampler) -> int:
+    """Bytes of the sampler's bitset rows (int32 words) and their row index."""
+    if sampler._bits is None:
+        return 0
+    return 4 * int(sampler._bits.shape[0]) + 8 * int(sampler._rows.shape[0])
+
+
+def linearity(rows: list[dict]) -> list[dict]:
+    """Per (model, optimizer): seconds per interaction at the top size over the
+    bottom size (1 is linear)."""
+    out = []
+    for key in sorted({(r["model"], r.get("optimizer", "adam")) for r in rows}):
+        line = sorted((r for r in rows if (r["model"], r.get("optimizer", "adam"))
+                       == key), key=lambda r: r["interactions"])
+        if len(line) < 2:
+            continue
+        lo, hi = line[0], line[-1]
+        ratio = (hi["epoch_s"] / hi["interactions"]) / (lo["epoch_s"] / lo["interactions"])
+        out.append({"model": key[0], "optimizer": key[1],
+                    "from": lo["interactions"], "to": hi["interactions"],
+                    "epoch_s_growth": round(hi["epoch_s"] / lo["epoch_s"], 1),
+                    "time_per_interaction_ratio": round(ratio, 3)})
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    """The markdown table: per row examples/s, s per epoch, us per interaction,
+    peak RSS; per line the top / bottom ratio of seconds per interaction."""
+    lines = ["| model | optimizer | interactions | examples/s | s / epoch | "
+             "us / interaction | peak RSS MB | RSS rise in fit MB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: (r["model"], r.get("optimizer", "adam"),
+                                         r["interactions"])):
+        lines.append(
+            f"| {r['model']} | {r.get('optimizer', 'adam')} | {r['interactions']:,} | "
+            f"{r['examples_per_s']:,} | {r['epoch_s']:,} | "
+            f"{1e6 * r['epoch_s'] / r['interactions']:.2f} | {r['peak_rss_mb']:,} | "
+            f"{r['train_rss_growth_mb']} |"
+        )
+    lines += ["", "| model | optimizer | epoch time growth | s/interaction, top / "
+              "bottom (linear = 1, goal <= 1.5) |", "| --- | --- | --- | --- |"]
+    for r in linearity(rows):
+        lines.append(f"| {r['model']} | {r['optimizer']} | "
+                     f"{r['from']:,} -> {r['to']:,}: {r['epoch_s_growth']}x | "
+                     f"{r['time_per_interaction_ratio']} |")
+    return "\n".join(lines)
 
 
 def table_cost(threads: int = 2, steps: int = 160) -> list[dict]:
@@ -191,6 +258,96 @@ def table_cost(threads: int = 2, steps: int = 160) -> list[dict]:
     return rows
 
 
+def decompose(model: str, n: int, threads: int = 2, optimizer: str = "lazy_adam",
+              batches: int = 960, bitset_budget: float | None = None,
+              group_negatives: bool = False) -> dict:
+    """Where a step's time goes at one size: ms per batch of (a) the ``tf.data``
+    pipeline alone (iterated, no model), (b) the training step alone on one fixed
+    batch drawn from that pipeline (this size's tables), (c) both in ``fit``.
+    The sampler's chunk (``rounds`` of rejection included) is also timed alone."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    from tfrec.data import pipelines
+    from tfrec.data.synthetic import powerlaw_interactions
+    from tfrec.recipes.ncf import NCFConfig, NCFRecipe
+
+    # The recipe takes neither: they become the sampler's defaults here.
+    init, fixed = pipelines.GraphNegatives.__init__, {"group_negatives": group_negatives}
+    if bitset_budget is not None:
+        fixed["bitset_budget"] = bitset_budget
+
+    def with_settings(self, *args, **kwargs):
+        init(self, *args, **{**kwargs, **fixed})
+
+    pipelines.GraphNegatives.__init__ = with_settings
+    num_users, num_items = catalogue(n)
+    users, items = powerlaw_interactions(n, num_users, num_items, seed=0)
+    split = _Split(users, items, num_users, num_items)
+    keras.utils.set_random_seed(0)
+    extra = {"lazy_adam": True} if optimizer == "lazy_adam" else {}
+    config = NCFConfig(batch_size=BATCH, learning_rate=LR, num_negatives=4,
+                       steps_per_execution=SPE, **extra)
+    t = time.perf_counter()
+    plan = NCFRecipe().build_stage(model, model, split, config, MODELS[model], {})
+    setup_s = time.perf_counter() - t
+    del users, items, split
+    sampler = plan.callbacks[0].sampler
+    out = {"model": model, "optimizer": optimizer, "interactions": n,
+           "group_negatives": group_negatives, "sampler_setup_s": round(setup_s, 2)}
+
+    # (a) the pipeline alone: past its first chunks (prefetched), steady state
+    it = iter(plan.dataset)
+    per_chunk = sampler.chunk_positives * (1 + sampler.num_negatives) // BATCH
+    for _ in range(per_chunk):
+        next(it)
+    t = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    out["pipeline_ms_per_batch"] = round(1000 * (time.perf_counter() - t) / batches, 3)
+    del it
+    chunk = tf.function(sampler.chunk)
+    chunk(tf.constant(0, tf.int64), tf.constant(1, tf.int64))
+    reps = 4
+    t = time.perf_counter()
+    for c in range(reps):
+        chunk(tf.constant(0, tf.int64), tf.constant(2 + c, tf.int64))
+    out["chunk_ms_per_batch"] = round(
+        1000 * (time.perf_counter() - t) / reps / per_chunk, 3
+    )
+    # (b) the step alone, on one batch of this pipeline
+    x, y = next(iter(plan.dataset))
+    fixed = tf.data.Dataset.from_tensors((x, y)).repeat()
+    net = plan.trainer
+    steps = batches // SPE * SPE
+    net.fit(fixed, steps_per_epoch=2 * SPE, verbose=0)
+    t = time.perf_counter()
+    net.fit(fixed, steps_per_epoch=steps, verbose=0)
+    out["step_ms"] = round(1000 * (time.perf_counter() - t) / steps, 3)
+    # (c) both, in fit, timed from the end of its second execution
+    marks = {}
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if "start" not in marks and batch >= 2 * SPE - 1:
+                marks["start"], marks["first"] = time.perf_counter(), batch
+
+        def on_train_end(self, logs=None):
+            marks["end"] = time.perf_counter()
+
+    net.fit(plan.dataset, steps_per_epoch=steps + 2 * SPE, verbose=0,
+            callbacks=[*plan.callbacks, Clock()])
+    out["fit_ms_per_batch"] = round(
+        1000 * (marks["end"] - marks["start"]) / (steps + 2 * SPE - 1 - marks["first"]),
+        3,
+    )
+    out["bitset_users"] = sampler.bitset_users
+    return out
+
+
 class _Split:
     """The fields of a `Split` the NCF recipe's training stage reads."""
 
@@ -227,12 +384,17 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
                 if r["model"] == model and r.get("optimizer", "adam") == opt
             )
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o" if opt == "adam" else "s",
-                        ls="-" if opt == "adam" else ":", label=f"{model}, {opt}")
+                lazy = opt == "lazy_adam"  # the default: solid lines
+                (line,) = ax.plot(*zip(*pts, strict=True), marker="o" if lazy else "s",
+                                  ls="-" if lazy else ":", label=f"{model}, {opt}")
+                if key == "epoch_s" and len(pts) > 1:  # linear from the bottom size
+                    (n0, t0), top = pts[0], pts[-1][0]
+                    ax.plot([n0, top], [t0, t0 * top / n0], ls="--", lw=0.8,
+                            c=line.get_color(), alpha=0.6)
         if key == "peak_rss_mb":
             pts = sorted({(r["interactions"], r["data_mb"]) for r in rows})
             ax.plot(*zip(*pts, strict=True), ls="--", c="grey",
-                    label="data (int32 items + offsets)")
+                    label="data (items, offsets, bitset)")
         ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
@@ -241,7 +403,8 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(
-        f"NeuMF and MF, in-graph negatives (4 per positive), batch {BATCH}", fontsize=10
+        f"NeuMF and MF, in-graph negatives (4 per positive), batch {BATCH}; "
+        "dashed in the middle panel: linear growth from the 1 M point", fontsize=10
     )
     fig.tight_layout()
     buf = io.BytesIO()
@@ -252,7 +415,7 @@ def plot(rows: list[dict], path: Path = PLOT) -> None:
 
 
 def run(quick: bool = False, threads: int = 2, *, log=print,
-        plot_path: Path | None = None, optimizer: str = "adam") -> dict:
+        plot_path: Path | None = None, optimizer: str = "lazy_adam") -> dict:
     """Every (model, size) in its own subprocess. The plot goes to ``plot_path``,
     by default docs/scaling.png for a full run and nowhere for a quick one (so
     ``make bench-quick`` never replaces the README's plot)."""
@@ -290,6 +453,11 @@ def run(quick: bool = False, threads: int = 2, *, log=print,
             "train_rss_growth_mb is the rise above the pre-fit level while training"
         ),
     }
+    result["linearity"] = linearity(rows)
+    if result["linearity"]:
+        result["time_per_interaction_ratio_worst"] = max(
+            r["time_per_interaction_ratio"] for r in result["linearity"]
+        )
     checks = [r for r in rows if "measured_epoch_s" in r]
     result["estimate_check"] = [
         {"model": r["model"], "optimizer": r["optimizer"], "estimated_s": r["epoch_s"],
@@ -300,6 +468,7 @@ def run(quick: bool = False, threads: int = 2, *, log=print,
     if plot_path is not None:
         plot(rows, plot_path)
         result["plot"] = str(plot_path)
+    log(table(rows))
     return result
 
 
@@ -308,8 +477,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--optimizer", choices=("adam", "lazy_adam", "both"),
-                        default="adam", help="dense Keras Adam (default), LazyAdam "
-                        "(row updates), or both (every size with each)")
+                        default="lazy_adam", help="LazyAdam (row updates; the "
+                        "default), dense Keras Adam, or both (every size with each)")
+    parser.add_argument("--bitset-budget", type=float, default=None,
+                        help="with --decompose: the sampler's bitset budget")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, default=None,
                         help="where to write the plot (default: docs/scaling.png "
@@ -317,6 +488,12 @@ def main(argv=None):
     parser.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--table-cost", action="store_true",
                         help="only time one fixed batch against each size's tables")
+    parser.add_argument("--decompose", type=int, default=None, metavar="N",
+                        help="only split one step's cost at N interactions: the "
+                        "pipeline alone, the step alone, both in fit")
+    parser.add_argument("--model", choices=tuple(MODELS), default="neumf")
+    parser.add_argument("--group-negatives", action="store_true",
+                        help="with --decompose: each positive's negatives in its batch")
     parser.add_argument("--worker", choices=tuple(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--interactions", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -331,6 +508,12 @@ def main(argv=None):
 
             atomic_write_text(Path(args.out), json.dumps({"table_cost": rows}, indent=2)
                               + "\n")
+        return
+    if args.decompose:
+        opt = "lazy_adam" if args.optimizer == "both" else args.optimizer
+        print(json.dumps(decompose(args.model, args.decompose, args.threads, opt,
+                                   bitset_budget=args.bitset_budget,
+                                   group_negatives=args.group_negatives)))
         return
     if args.worker:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -136,3 +136,58 @@ def test_membership_check_is_exact_for_every_pair():
     np.testing.assert_array_equal(got, want)
     assert want.sum() == degree.sum()
 
+
+@pytest.mark.parametrize("slice_size", [1 << 22, 7])  # 7: pairs across slices
+def test_bitset_and_search_agree_and_repeated_pairs_set_one_bit(
+    slice_size, monkeypatch
+):
+    # Power-law users (a few heavy, many light), repeated pairs, unsorted input:
+    # every split between bitset rows and binary search draws the same epoch,
+    # and membership answers equal a numpy set lookup on every (user, item).
+    from tfrec.data import pipelines
+    from tfrec.data.synthetic import powerlaw_interactions
+
+    monkeypatch.setattr(pipelines, "_SLICE", slice_size)
+    users, items = powerlaw_interactions(6_000, 300, 120, seed=1)
+    again = RNG.integers(0, len(users), 700)
+    users, items = np.concatenate([users, users[again]]), np.concatenate(
+        [items, items[again]]
+    )
+    order = RNG.permutation(len(users))
+    users, items = users[order], items[order]
+    keys = np.unique(users.astype(np.int64) * 120 + items)
+    all_u, all_i = np.divmod(np.arange(300 * 120), 120)
+    truth = np.isin(all_u * 120 + all_i, keys)
+    epochs = {}
+    for budget in (0.0, 0.02, 100.0):
+        s = GraphNegatives(users, items, 120, 4, batch_size=256, bitset_budget=budget)
+        got = s._is_positive(all_u, all_i).numpy()
+        np.testing.assert_array_equal(got, truth)
+        epochs[budget] = s.epoch_arrays(2)
+        assert (s.bitset_users == 0) == (budget == 0)
+    assert 0 < GraphNegatives(users, items, 120, 4, bitset_budget=0.02).bitset_users < 300
+    for budget in (0.02, 100.0):
+        for a, b in zip(epochs[0.0], epochs[budget], strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="bitset_budget"):
+        GraphNegatives(users, items, 120, 4, bitset_budget=-1)
+
+
+def test_grouped_negatives_same_examples_each_positive_with_its_own():
+    plain = GraphNegatives(USERS, ITEMS, NUM_ITEMS, 4, batch_size=32, seed=5)
+    grouped = GraphNegatives(USERS, ITEMS, NUM_ITEMS, 4, batch_size=32, seed=5,
+                             group_negatives=True)
+    (u, i, y), (gu, gi, gy) = plain.epoch_arrays(1), grouped.epoch_arrays(1)
+
+    def rows(u, i, y):
+        return np.sort((u * NUM_ITEMS + i) * 2 + y.astype(np.int64))
+
+    np.testing.assert_array_equal(rows(u, i, y), rows(gu, gi, gy))  # same epoch
+    groups_u, groups_y = gu.reshape(-1, 5), gy.reshape(-1, 5)
+    np.testing.assert_array_equal(groups_y[:, 0], 1)  # a positive, then ...
+    np.testing.assert_array_equal(groups_y[:, 1:], 0)  # ... its four negatives
+    np.testing.assert_array_equal(groups_u, np.repeat(groups_u[:, :1], 5, axis=1))
+    # The groups are shuffled: the positives do not come in sorted order.
+    assert not np.all(np.diff(gu[::5] * NUM_ITEMS + gi[::5]) > 0)
+    # The plain order mixes a positive's negatives across the epoch.
+    assert not np.array_equal(u.reshape(-1, 5), np.repeat(u.reshape(-1, 5)[:, :1], 5, 1))

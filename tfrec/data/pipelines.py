@@ -254,6 +254,32 @@ def eval_dataset(users, items, *, batch_size: int = 65536) -> tf.data.Dataset:
 # ------------------------------------------------------- negatives inside the graph
 
 
+_SLICE = 1 << 22  # positives per slice of GraphNegatives' setup loops
+
+
+def _fill_bitset(bits, items_sorted, offsets, rows, words, step) -> None:
+    """Sets bit ``item`` of row ``rows[user]`` in ``bits`` for every positive of
+    a user with a row, in slices (a function: its views of ``items_sorted`` are
+    gone when it returns, so the caller's ``del`` frees the array)."""
+    for at in range(0, len(items_sorted) if len(bits) else 0, step):
+        lo = max(at - 1, 0)  # one position back: repeats across the slices
+        item = items_sorted[lo : at + step]
+        owner = np.searchsorted(offsets[1:], np.arange(lo, lo + len(item)),
+                                side="right")
+        sel = rows[owner] >= 0
+        # A repeated pair (sorted: next to its twin) sets its bit once.
+        sel[1:] &= (item[1:] != item[:-1]) | (owner[1:] != owner[:-1])
+        if at:
+            sel[0] = False  # the previous slice's last position
+        if sel.any():
+            word = rows[owner[sel]] * words + item[sel] // 32
+            acc = np.bincount(
+                word - word[0],
+                weights=np.left_shift(1, item[sel] % 32).astype(np.float64),
+            )  # distinct bits of a word: their sum is their OR, exact in float64
+            bits[word[0] : word[0] + len(acc)] |= acc.astype(np.uint32)
+
+
 class GraphNegatives:
     """Positives in a fresh order plus fresh negatives, drawn inside ``tf.data``.
 
@@ -268,14 +294,23 @@ class GraphNegatives:
       every positive is seen exactly once per epoch, then each chunk of
       ``chunk_positives`` positives is shuffled with its negatives;
     * negatives: ``num_negatives`` uniform items per positive of the chunk's
-      users; any that hit one of the user's training positives (a binary search
-      within that user's slice of the sorted items: ``log2`` of the largest
-      user's degree steps, not of the number of positives) is redrawn, up to
+      users; any that hit one of the user's training positives is redrawn, up to
       ``rounds`` times. What still collides after
       that stays a negative: :meth:`residual_collision_rate` gives the expected
       fraction, and it is reported by the benchmark.
 
-    Memory is the items and offsets plus one chunk of examples in flight (and
+    Membership ("is item ``i`` a positive of user ``u``?") is one lookup in a
+    bitset row (``num_items`` bits) for the heaviest users, as many as
+    ``bitset_budget`` times the items' own bytes allow, and a binary search
+    within the user's slice of the sorted items for the rest (``log2`` of the
+    largest such user's degree steps). Both are exact, so the negatives drawn do
+    not depend on the split between them. Negatives are drawn in proportion to
+    a user's positives, so the heavy users the bitset covers ask most of the
+    queries; a search step is a gather at a random place in the items, which
+    costs a cache miss once they outgrow the cache.
+
+    Memory is the items and offsets, the bitset rows (at most ``bitset_budget``
+    times the items), plus one chunk of examples in flight (and
     ``prefetch``), independent of the number of epochs. :class:`SamplerEpochCallback` sets
     :attr:`epoch` so a resumed run draws the same epochs; without it each pass
     over the dataset draws the next epoch.
@@ -290,6 +325,15 @@ class GraphNegatives:
         chunk_batches: batches per chunk (a chunk holds ``batch_size *
             chunk_batches`` positives and their negatives).
         rounds: redraws of negatives that hit a positive.
+        bitset_budget: bytes of bitset rows allowed, as a multiple of the
+            items' bytes (4 per positive); 0 answers every query by binary
+            search.
+        group_negatives: keep each positive and its negatives together (the
+            chunk shuffles whole groups): a batch then holds about
+            ``batch_size / (1 + num_negatives)`` users instead of up to
+            ``batch_size``, so the training step gathers and updates fewer
+            random embedding rows. Off by default (it changes what shares a
+            batch, not which examples an epoch holds).
     """
 
     def __init__(
@@ -303,6 +347,8 @@ class GraphNegatives:
         batch_size: int = 256,
         chunk_batches: int = 64,
         rounds: int = 8,
+        bitset_budget: float = 1.0,
+        group_negatives: bool = False,
     ):
         _check_batch_size(batch_size)
         users, items = _check_positives(users, items, num_negatives)
@@ -312,10 +358,11 @@ class GraphNegatives:
                 f"found items in [{items.min()}, {items.max()}], users from "
                 f"{users.min()}."
             )
-        if int(rounds) < 0 or int(chunk_batches) < 1:
+        if int(rounds) < 0 or int(chunk_batches) < 1 or not bitset_budget >= 0:
             raise ValueError(
-                f"`rounds` must be >= 0 and `chunk_batches` >= 1. Received: "
-                f"rounds={rounds!r}, chunk_batches={chunk_batches!r}"
+                f"`rounds` and `bitset_budget` must be >= 0 and `chunk_batches` >= 1. "
+                f"Received: rounds={rounds!r}, chunk_batches={chunk_batches!r}, "
+                f"bitset_budget={bitset_budget!r}"
             )
         if int(num_items) >= 2**31:
             raise ValueError(
@@ -331,7 +378,7 @@ class GraphNegatives:
         num_users = int(users.max()) + 1
         distinct = np.zeros(num_users, np.int64)  # distinct items per user
         per_user = np.zeros(num_users, np.int64)  # positives per user
-        step = 1 << 22  # counted in slices: no temporaries the size of the data
+        step = _SLICE  # counted in slices: no temporaries the size of the data
         for at in range(0, len(keys), step):
             part = keys[at : at + step]
             first = np.ones(len(part), bool)
@@ -341,6 +388,7 @@ class GraphNegatives:
             owner = part // self.num_items
             per_user += np.bincount(owner, minlength=num_users)
             distinct += np.bincount(owner[first], minlength=num_users)
+        del part, owner, first  # `part` is a view: it would keep `keys` alive
         full = np.flatnonzero(distinct >= self.num_items)
         if num_negatives and len(full):
             raise ValueError(
@@ -354,6 +402,7 @@ class GraphNegatives:
         self.batch_size = int(batch_size)
         self.chunk_positives = self.batch_size * int(chunk_batches)
         self.rounds = int(rounds)
+        self.group_negatives = bool(group_negatives)
         # Expected share of each positive's user's catalogue that is positive,
         # weighted by that user's share of the negatives (for the residual rate).
         self._density, self._per_user = distinct / self.num_items, per_user
@@ -366,7 +415,6 @@ class GraphNegatives:
         # Sorted keys -> items (int32) and per-user offsets: user u owns positions
         # [offsets[u], offsets[u + 1]). Variables, not constants: a constant
         # captured by a tf.data function is copied into the dataset's graph.
-        self._steps = max(1, int(per_user.max()).bit_length())  # binary search
         offsets = np.zeros(num_users + 1, np.int64)
         np.cumsum(per_user, out=offsets[1:])
         items_sorted = np.empty(len(keys), np.int32)
@@ -375,7 +423,27 @@ class GraphNegatives:
         del keys
         self._offsets = tf.Variable(offsets, trainable=False, name="offsets")
         self._items = tf.Variable(items_sorted, trainable=False, name="items")
+        # Bitset rows for the heaviest users, numbered in user order (so a slice
+        # of the sorted items fills a contiguous run of words); built after the
+        # keys are freed, so it adds nothing to the peak of the setup.
+        self._words = -(-self.num_items // 32)  # int32 words per bitset row
+        fit = int(float(bitset_budget) * len(items_sorted) // self._words)
+        heavy = np.zeros(num_users, bool)
+        heavy[np.argsort(-per_user, kind="stable")[:fit]] = True
+        heavy &= per_user > 0
+        rows = np.where(heavy, np.cumsum(heavy) - 1, -1)
+        bits = np.zeros(int(heavy.sum()) * self._words, np.uint32)
+        light = per_user[~heavy]
+        self._steps = int(light.max()).bit_length() if len(light) else 0
+        _fill_bitset(bits, items_sorted, offsets, rows, self._words, step)
         del items_sorted
+        self._rows = self._bits = None
+        if len(bits):
+            self._rows = tf.Variable(rows, trainable=False, name="bitset_rows")
+            self._bits = tf.Variable(bits.view(np.int32), trainable=False,
+                                     name="bitset")
+        self.bitset_users = int(heavy.sum())
+        del bits
         self._mults = tf.constant(np.asarray(mults, np.int64))
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
 
@@ -414,9 +482,27 @@ class GraphNegatives:
         return s
 
     def _is_positive(self, users, items):
-        """Whether each (user, item) is a training positive: a lower-bound binary
-        search, vectorised, within the user's slice of the sorted items."""
+        """Whether each (user, item) is a training positive: a bit of the user's
+        bitset row, or a search in the user's slice for users without one."""
         items = tf.cast(items, tf.int32)
+        if self._rows is None:
+            return self._search(users, items)
+        row = tf.gather(self._rows, users)
+        word = tf.gather(
+            self._bits,
+            tf.maximum(row, 0) * self._words + tf.cast(items // 32, tf.int64),
+        )
+        bit = tf.bitwise.bitwise_and(tf.bitwise.right_shift(word, items % 32), 1)
+        hit = tf.logical_and(row >= 0, tf.equal(bit, 1))
+        if not self._steps:  # every user with positives has a row
+            return hit
+        light = tf.where(row < 0)[:, 0]
+        found = self._search(tf.gather(users, light), tf.gather(items, light))
+        return tf.tensor_scatter_nd_update(hit, light[:, None], found)
+
+    def _search(self, users, items):
+        """A lower-bound binary search, vectorised, within each user's slice of
+        the sorted items (``items`` int32)."""
         lo = tf.gather(self._offsets, users)
         end = tf.gather(self._offsets, users + 1)
         hi = end
@@ -493,9 +579,19 @@ class GraphNegatives:
             )
         else:
             labels = ones
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(tf.size(users)), self._seed(epoch, 3, chunk)
-        )
+        if self.group_negatives and self.num_negatives:
+            # Whole groups (a positive, then its negatives) in a shuffled order.
+            m, k = tf.size(ones), self.num_negatives
+            perm = tf.random.experimental.stateless_shuffle(
+                tf.range(m), self._seed(epoch, 3, chunk)
+            )
+            order = tf.reshape(tf.concat(
+                [perm[:, None], m + perm[:, None] * k + tf.range(k)[None, :]], 1
+            ), [-1])
+        else:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.size(users)), self._seed(epoch, 3, chunk)
+            )
         return (
             tf.gather(users, order), tf.gather(items, order), tf.gather(labels, order)
         )
@@ -557,12 +653,15 @@ def graph_implicit_dataset(
     output_name: str = "score",
     chunk_batches: int = 64,
     rounds: int = 8,
+    bitset_budget: float = 1.0,
+    group_negatives: bool = False,
 ) -> tuple[tf.data.Dataset, GraphNegatives]:
     """Like :func:`implicit_dataset`, with the negatives drawn inside ``tf.data``
     (:class:`GraphNegatives`): no epoch is ever materialised, no Python runs per
     step. Pass ``SamplerEpochCallback(sampler)`` to ``fit`` (resume-safe)."""
     sampler = GraphNegatives(
         users, items, num_items, num_negatives, seed=seed, batch_size=batch_size,
-        chunk_batches=chunk_batches, rounds=rounds,
+        chunk_batches=chunk_batches, rounds=rounds, bitset_budget=bitset_budget,
+        group_negatives=group_negatives,
     )
     return sampler.dataset(output_name), sampler

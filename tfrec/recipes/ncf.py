@@ -41,6 +41,9 @@ class NCFConfig(TrainSettings):
         lazy_adam: Where the optimiser is ``adam``, use `LazyAdam` (embedding
             rows and their moments updated only where the batch touches them;
             not the same training math as Adam; `tfrec.training.lazy_adam`).
+        group_negatives: Keep each positive and its negatives in one batch
+            (`GraphNegatives`' ``group_negatives``): fewer distinct embedding
+            rows per step, the same examples per epoch.
     """
 
     epochs: int = 20
@@ -54,6 +57,7 @@ class NCFConfig(TrainSettings):
     steps_per_execution: int = 1
     lr_decay: float = 1.0
     lazy_adam: bool = False
+    group_negatives: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -256,6 +260,7 @@ class NCFRecipe(Recipe):
                 batch_size=config.batch_size,
                 seed=config.seed,
                 output_name=out,
+                group_negatives=config.group_negatives,
             )
             loss = keras.losses.BinaryCrossentropy()
         else:
