@@ -231,17 +231,30 @@ def lookup(report: dict, key: str):
 
 
 def derived(report: dict) -> None:
-    """Figures computed from other sections' figures (the scaling curve)."""
+    """Figures computed from other sections' figures: the scaling curve's
+    seconds per interaction, top size over bottom size, per (model, optimizer)
+    line; the goal row takes the worst line."""
     rows = report.get("scaling")
-    if isinstance(rows, list) and len(rows) >= 2:
+    if not isinstance(rows, list):
+        return
+    lines: dict = {}
+    for r in rows:
+        if isinstance(r, dict):
+            lines.setdefault((r.get("model"), r.get("optimizer")), []).append(r)
+    worst = None
+    for line in lines.values():
+        if len(line) < 2:
+            continue
         try:
-            rows = sorted(rows, key=lambda r: r["interactions"])
-            lo, hi = rows[0], rows[-1]
-            report["scaling_time_per_interaction"] = (
-                hi["epoch_s"] / hi["interactions"]
-            ) / (lo["epoch_s"] / lo["interactions"])
+            line = sorted(line, key=lambda r: r["interactions"])
+            lo, hi = line[0], line[-1]
+            ratio = (hi["epoch_s"] / hi["interactions"]) / (
+                lo["epoch_s"] / lo["interactions"])
         except (KeyError, TypeError, ZeroDivisionError):
-            pass
+            continue
+        worst = ratio if worst is None else max(worst, ratio)
+    if worst is not None:
+        report["scaling_time_per_interaction"] = worst
 
 
 def _number(value) -> bool:

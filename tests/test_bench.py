@@ -102,6 +102,15 @@ def test_goals_compare_in_the_right_direction(bench):
     }
     bench.derived(report)
     assert report["scaling_time_per_interaction"] == pytest.approx(1.2)
+    # Per (model, optimizer) line, the worst line: never one model over another.
+    mixed = {"scaling": [
+        {"model": "neumf", "interactions": 1_000_000, "epoch_s": 10.0},
+        {"model": "neumf", "interactions": 100_000_000, "epoch_s": 2000.0},
+        {"model": "mf", "interactions": 1_000_000, "epoch_s": 5.0},
+        {"model": "mf", "interactions": 100_000_000, "epoch_s": 600.0},
+    ]}
+    bench.derived(mixed)
+    assert mixed["scaling_time_per_interaction"] == pytest.approx(2.0)
     goals = {g["key"]: g for g in bench.goal_rows(report)}
     assert goals["neumf.examples_per_s_ratio"]["vs_goal"] == pytest.approx(0.5)
     assert goals["neumf.examples_per_s_ratio"]["met"] is False
