@@ -399,15 +399,19 @@ def main(argv=None) -> int:
         seed = args.first_seed + pair
         with _Lock(args.lock):
             t = time.time()
+            load = os.getloadavg()[0]
             out = _run([args.torch_python, me, "--child", "official", official_dir,
                         *_official_args(data_dir, args.epochs)],
                        args.timeout)
             official = dict(parse_official(out, args.epochs), side="official",
-                            torch=out.splitlines()[0])
+                            torch=out.splitlines()[0], load_before=load)
+            load = os.getloadavg()[0]
             out = _run([sys.executable, me, "--child", "tfrec", "--data-dir",
                         str(data_dir), "--epochs", str(args.epochs), "--seed",
                         str(seed)], args.timeout)
-            tfrec = dict(parse_tfrec(out), side="tfrec")
+            tfrec = dict(parse_tfrec(out), side="tfrec", load_before=load)
+            load = os.getloadavg()[0]
+            official["load_after"] = tfrec["load_after"] = load
             if tfrec["events_per_epoch"] != events:
                 raise RuntimeError(
                     f"tfrec trains {tfrec['events_per_epoch']} events per epoch, the "
@@ -419,7 +423,8 @@ def main(argv=None) -> int:
                 f"{official['train_s']:.1f} s / {official['cpu_s']:.1f} CPU s, R@20 "
                 f"{official['recall@20']:.4f} MRR@20 {official['mrr@20']:.4f}; tfrec "
                 f"(seed {seed}) {tfrec['train_s']:.1f} s / {tfrec['cpu_s']:.1f} CPU s,"
-                f" R@20 {tfrec['recall@20']:.4f} MRR@20 {tfrec['mrr@20']:.4f}",
+                f" R@20 {tfrec['recall@20']:.4f} MRR@20 {tfrec['mrr@20']:.4f}; "
+                f"load average {official['load_before']:.1f} / {load:.1f}",
                 flush=True,
             )
     summary = summarise(runs, events, args.epochs)
