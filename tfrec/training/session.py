@@ -431,6 +431,20 @@ class GRU4RecTrainer(keras.Model):
     def call(self, inputs, training=False):
         return self.step_model(inputs, training=training)
 
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`; a `tf.data.Dataset` ``x`` (the session-parallel
+        steps: slices of in-memory arrays, in order) is read with tf.data's
+        autotuning off and one private thread. With autotuning on, a 1-thread
+        run here (YooChoose, RSC15 settings) spent about a third of its wall
+        time idle: 3.18 ms per step against 2.0 ms of CPU; with it off, wall
+        equals CPU time."""
+        if isinstance(x, tf.data.Dataset):
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            options.threading.private_threadpool_size = 1
+            x = x.with_options(options)
+        return super().fit(x, *args, **kwargs)
+
     def reset_state(self):
         """Zeroes every slot's hidden state (call before an epoch)."""
         self.hidden.assign(tf.zeros_like(self.hidden))
