@@ -435,9 +435,10 @@ class GRU4RecTrainer(keras.Model):
         """`keras.Model.fit`; a `tf.data.Dataset` ``x`` (the session-parallel
         steps: slices of in-memory arrays, in order) is read with tf.data's
         autotuning off and one private thread. With autotuning on, a 1-thread
-        run here (YooChoose, RSC15 settings) spent about a third of its wall
-        time idle: 3.18 ms per step against 2.0 ms of CPU; with it off, wall
-        equals CPU time."""
+        run pinned to one core (``taskset -c 0``; YooChoose, RSC15 settings)
+        spent about a third of its wall time idle: 3.18 ms per step against
+        2.0 ms of CPU; with it off, wall equals CPU time. Unpinned, both
+        settings run at the same speed."""
         if isinstance(x, tf.data.Dataset):
             options = tf.data.Options()
             options.autotune.enabled = False
