@@ -1,5 +1,6 @@
 """The fast step's two-block softmax cross-entropy against TF's fused kernel on
-the concatenated scores: values and both gradients, masked columns included."""
+the concatenated scores (values, both gradients, masked columns), and the
+trainer's `fit` reading its dataset without tf.data autotuning."""
 
 from __future__ import annotations
 
@@ -34,3 +35,23 @@ def test_split_softmax_xent_equals_the_fused_kernel_on_the_concatenation():
     # The masked column gets exactly no gradient, the diagonal its -1 share.
     assert np.all(g_ours[0].numpy()[:, 4] == 0.0)
     assert g_ours[0].numpy()[0, 0] < 0
+
+
+def test_fit_reads_datasets_without_tf_data_autotuning(monkeypatch):
+    import keras
+
+    from tfrec.data.sessions import Sessions, session_parallel_dataset
+    from tfrec.models.gru4rec import gru4rec_step
+    from tfrec.training.session import AdagradMomentum, GRU4RecTrainer, item_counts
+
+    s = Sessions.from_events([0, 0, 0, 1, 1], [1, 2, 3, 2, 1], [0, 1, 2, 3, 4])
+    seen = []
+    monkeypatch.setattr(
+        keras.Model, "fit", lambda self, x=None, *a, **k: seen.append(x.options())
+    )
+    tr = GRU4RecTrainer(gru4rec_step(s.num_items, layers=(4,)), item_counts(s),
+                        batch_size=2, n_sample=2)
+    tr.compile(optimizer=AdagradMomentum(0.1, 0.2))
+    tr.fit(session_parallel_dataset(s, 2), epochs=1)
+    assert seen[0].autotune.enabled is False
+    assert seen[0].threading.private_threadpool_size == 1
