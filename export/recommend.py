@@ -2,7 +2,11 @@
 
 Every model that ranks a catalogue gets, beside ``serving_default`` (its main
 output, unchanged), a SavedModel signature ``recommend`` and an ONNX file
-``recommend.onnx`` converted from it:
+``recommend.onnx`` converted from it by tf2onnx; a factor model's (one
+``user_id`` input, sigmoid or linear output) is instead written node by node
+from the same precomputed tables (`export.recommend_onnx`: about a third of the
+nodes, for onnxruntime's per-node cost; the manifest's ``onnx_writer`` says
+which):
 
 * inputs: the query (the model's user/session/item inputs, batch axis first),
   ``k`` (int64 scalar: how many items per row) and ``exclude`` (int64
