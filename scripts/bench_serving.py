@@ -17,8 +17,14 @@
    scatter; `mf_prototype_graphs`).
    ``serving.all_items_ort_speedup`` is the TF time over
    the time of the ORT session that `export.serving.ExportedModel.recommend`
-   builds (onnxruntime's defaults), for NeuMF; the best configuration and MF
-   are reported beside it.
+   builds (onnxruntime's defaults: one intra-op thread per core, where TF runs
+   on ``threads``), for NeuMF; ``..._same_threads`` uses the ORT session with
+   ``threads``; the best configuration and MF are reported beside it. Also
+   per NeuMF/MF: the signature converted by tf2onnx (what ``recommend.onnx``
+   was before `export.recommend_onnx`), the TF signature rewritten with the
+   ONNX graph's algebra (`tf_same_algebra`), onnxruntime's per-node profile by
+   part of the graph (`ort_profile`), and the MLP's compute bound
+   (`mlas_bound`).
 2. The ``serving_default`` signature of NeuMF at batch 1, batch 100 and all
    3,706 (user, item) pairs of one user: onnxruntime vs the TF2 signature vs the
    TF1 session path TF Serving uses.
@@ -586,6 +592,10 @@ def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
     neumf = out["recommend"]["neumf"]
     out["all_items_ort_speedup"] = neumf["speedup_default"]
     out["all_items_ort_speedup_best"] = neumf["speedup_best"]
+    # onnxruntime's default session (ExportedModel) takes one intra-op thread
+    # per core; TF runs on ``threads``: the same-threads ratio beside it
+    same = neumf["ort_us"][f"intra {threads}, sequential"]
+    out["all_items_ort_speedup_same_threads"] = neumf["tf_signature_us"] / same
     out["all_items_ort_speedup_mf"] = out["recommend"]["mf"]["speedup_default"]
     proto = out["recommend_prototypes_mf"]["factor=True,scatter=True"]
     out["all_items_ort_speedup_mf_factor_prototype"] = proto["speedup"]
