@@ -1,20 +1,22 @@
 """``recommend.onnx`` of a factor model, written node by node (`export.recommend`).
 
 tf2onnx turns the TF ``recommend`` signature of a factor model into about 70
-ONNX nodes, most of them Cast/Shape/Slice/Unsqueeze/Not/Mul bookkeeping on
-tensors of a few elements (``tf.where`` becomes arithmetic, ``boolean_mask``
-becomes NonZero/Transpose/Gather). onnxruntime pays about a microsecond per
-node, so for NeuMF on ML-1M that bookkeeping cost as much as the MLP itself.
-This module writes the same computation in 27 nodes (NeuMF; 17 for MF), from
-the tables `tfrec.evaluation.factors.FactorScores.frozen` precomputes:
+ONNX nodes (72 for NeuMF-8, 64 for MF), most of them Cast/Shape/Slice/
+Unsqueeze/Not/Mul bookkeeping on tensors of a few elements (``tf.where`` becomes
+arithmetic, ``boolean_mask`` becomes NonZero/Transpose/Gather); onnxruntime's
+profile puts them at about a third of a NeuMF call on ML-1M. This module writes
+the same computation in 28 nodes (NeuMF-8; 19 for MF), from the tables
+`tfrec.evaluation.factors.FactorScores.frozen` precomputes:
 
 * the user index clamped with one ``Min`` on its ``uint64`` cast (ids outside
   ``[0, U)``, negative ones too, land on the out-of-vocabulary row);
 * every one-sided term in one matmul: the user row ``[p_u (x h), b_u, 1]``
   against the item table ``[q_i; 1; b_i]`` (GMF's ``h``, MF's user bias, the
   item bias, every scalar offset and the head's bias folded in at export);
-* the MLP over ``relu(a_u + c_i)`` with items along the last axis (one batched
-  matmul per layer), the head as a matmul with a vector (no Squeeze);
+* the MLP over ``relu(a_u + c_i)`` with items along the last axis, each
+  layer's bias folded into its kernel through a constant-one channel, so a
+  layer is one MatMul and one Relu (`tower_tables`); the head is a matmul with
+  a vector (no Squeeze);
 * a sink item ``N`` whose logit is ``-inf``: exclusion ids outside ``[0, N)``
   are clamped onto it (one ``Min`` again) and scattered per row
   (``ScatterElements``: no row indices, no boolean mask);
