@@ -2,7 +2,11 @@
 
 Every model that ranks a catalogue gets, beside ``serving_default`` (its main
 output, unchanged), a SavedModel signature ``recommend`` and an ONNX file
-``recommend.onnx`` converted from it:
+``recommend.onnx`` converted from it by tf2onnx; a factor model's (one
+``user_id`` input, sigmoid or linear output) is instead written node by node
+from the same precomputed tables (`export.recommend_onnx`: about a third of the
+nodes, for onnxruntime's per-node cost; the manifest's ``onnx_writer`` says
+which):
 
 * inputs: the query (the model's user/session/item inputs, batch axis first),
   ``k`` (int64 scalar: how many items per row) and ``exclude`` (int64
@@ -240,10 +244,15 @@ class RecommendPlan:
             return signature(**dict(zip(names, args, strict=True)))
 
         path = Path(saved_model_dir) / ONNX_FILE
-        proto, _ = tf2onnx.convert.from_function(
-            serve, input_signature=[specs[n] for n in names], opset=opset,
-            output_path=str(path),
-        )  # fmt: skip
+        proto = self.factor_onnx(opset)
+        self.onnx_writer = "export.recommend_onnx" if proto is not None else "tf2onnx"
+        if proto is not None:  # the factor graph, written node by node
+            path.write_bytes(proto.SerializeToString())
+        else:
+            proto, _ = tf2onnx.convert.from_function(
+                serve, input_signature=[specs[n] for n in names], opset=opset,
+                output_path=str(path),
+            )  # fmt: skip
         from export.artifact import check_onnx_ops
 
         check_onnx_ops(proto, self.model, opset=opset)
@@ -253,6 +262,22 @@ class RecommendPlan:
                 f"recommend.onnx outputs {got}, expected {sorted(self.output_names())}."
             )
         return path
+
+    def factor_onnx(self, opset: int):
+        """A factor model's ``recommend.onnx`` written node by node
+        (`export.recommend_onnx`: about a third of tf2onnx's nodes, biases folded
+        into the matmuls, top-k before the output activation), or None where the
+        plan is not a factor model or its activations are not the ones that
+        module writes (then tf2onnx converts the signature)."""
+        specs = {n: d for n, (_, d) in self.query_specs.items()}
+        if self.factor is None or specs != {"user_id": "int64"}:
+            return None
+        from export.recommend_onnx import factor_onnx
+
+        try:
+            return factor_onnx(self.frozen, self.size, opset)
+        except RecommendError:
+            return None
 
     def requests(self, batches: list[dict], rng: np.random.Generator) -> list[tuple]:
         """(query, k, exclude) requests for the parity check: each batch at two
@@ -576,6 +601,7 @@ def describe(plan: RecommendPlan, report: dict, atol: float, rtol: float) -> dic
         "onnx": ONNX_FILE,
         "rule": rule.rule,
         "factor": plan.factor is not None,
+        "onnx_writer": getattr(plan, "onnx_writer", "tf2onnx"),
         "scores_from": rule.scores,
         "catalogue_size": plan.size,
         "never_recommended": list(plan.never),

@@ -17,8 +17,14 @@
    scatter; `mf_prototype_graphs`).
    ``serving.all_items_ort_speedup`` is the TF time over
    the time of the ORT session that `export.serving.ExportedModel.recommend`
-   builds (onnxruntime's defaults), for NeuMF; the best configuration and MF
-   are reported beside it.
+   builds (onnxruntime's defaults: one intra-op thread per core, where TF runs
+   on ``threads``), for NeuMF; ``..._same_threads`` uses the ORT session with
+   ``threads``; the best configuration and MF are reported beside it. Also
+   per NeuMF/MF: the signature converted by tf2onnx (what ``recommend.onnx``
+   was before `export.recommend_onnx`), the TF signature rewritten with the
+   ONNX graph's algebra (`tf_same_algebra`), onnxruntime's per-node profile by
+   part of the graph (`ort_profile`), and the MLP's compute bound
+   (`mlas_bound`).
 2. The ``serving_default`` signature of NeuMF at batch 1, batch 100 and all
    3,706 (user, item) pairs of one user: onnxruntime vs the TF2 signature vs the
    TF1 session path TF Serving uses.
@@ -250,8 +256,168 @@ def bound(session, feed: dict):
     return call
 
 
+def tf2onnx_recommend(path: Path, threads: int):
+    """The signature converted by tf2onnx (what recommend.onnx was before
+    `export.recommend_onnx`), written beside the export as ``tf2onnx.onnx``:
+    ``(session, node count, path)``."""
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    sig = tf.saved_model.load(str(path)).signatures["recommend"]
+    specs = [tf.TensorSpec((None,), tf.int64, "user_id"),
+             tf.TensorSpec((), tf.int64, "k"),
+             tf.TensorSpec((None, None), tf.int64, "exclude")]
+
+    @tf.function(input_signature=specs)
+    def serve(user_id, k, exclude):
+        return sig(user_id=user_id, k=k, exclude=exclude)
+
+    out = path.parent / f"{path.name}-tf2onnx.onnx"
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=17,
+                                             output_path=str(out))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(proto.SerializeToString(), so,
+                                   providers=["CPUExecutionProvider"])
+    return session, len(proto.graph.node), out
+
+
+def tf_same_algebra(frozen: dict, n: int):
+    """Bench only: the TF signature rewritten with the algebra of the ONNX graph
+    (`export.recommend_onnx`: one-sided terms in one matmul, MLP biases folded,
+    a sink item for the exclusions, top-k before the sigmoid), to show what the
+    same graph change does for TF."""
+    import tensorflow as tf
+
+    from export.recommend_onnx import one_sided, tower_tables
+
+    user_rows, item_cols = (tf.constant(t) for t in one_sided(frozen, n))
+    oov = int(user_rows.shape[0]) - 1
+    tower = tower_tables(frozen, n) if "user_tower" in frozen else None
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.int64, "user_id"),
+                                  tf.TensorSpec((), tf.int64, "k"),
+                                  tf.TensorSpec((None, None), tf.int64, "exclude")])
+    def recommend(user_id, k, exclude):
+        ok = tf.logical_and(user_id >= 0, user_id < oov)
+        u = tf.where(ok, user_id, tf.constant(oov, tf.int64))
+        logits = tf.matmul(tf.gather(user_rows, u), item_cols)
+        if tower is not None:
+            x = tf.nn.relu(tf.gather(tf.constant(tower["user"]), u)
+                           + tf.constant(tower["items"]))
+            for kernel in tower["kernels"]:
+                x = tf.nn.relu(tf.matmul(tf.constant(kernel)[None], x))
+            logits += tf.squeeze(tf.matmul(tf.constant(tower["head"])[None, None], x), 1)
+        ex = tf.where(tf.logical_and(exclude >= 0, exclude < n), exclude,
+                      tf.constant(n, tf.int64))
+        rows = tf.broadcast_to(tf.range(tf.shape(ex, out_type=tf.int64)[0])[:, None],
+                               tf.shape(ex, out_type=tf.int64))
+        index = tf.reshape(tf.stack([rows, ex], -1), [-1, 2])
+        masked = tf.tensor_scatter_nd_update(
+            logits, index, tf.fill(tf.shape(index)[:1], tf.constant(-np.inf)))
+        top, ids = tf.math.top_k(masked, tf.cast(tf.clip_by_value(k, 1, n), tf.int32))
+        gone = tf.equal(top, -np.inf)
+        return {"item_ids": tf.where(gone, tf.constant(-1, tf.int64),
+                                     tf.cast(ids, tf.int64)),
+                "scores": tf.where(gone, tf.constant(-np.inf), tf.sigmoid(top))}
+
+    return recommend
+
+
+def ort_profile(onnx_path: Path, feed: dict, threads: int, reps: int,
+                n: int) -> dict:
+    """onnxruntime's own per-node times (``enable_profiling``), medians in us
+    summed by part of the graph; profiling adds its own cost per node, so the
+    parts are shares, and ``run_us_profiled`` is above the plain figure."""
+    import json
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        so.profile_file_prefix = f"{tmp}/ort"
+        session = ort.InferenceSession(str(onnx_path), so,
+                                       providers=["CPUExecutionProvider"])
+        for _ in range(reps):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    nodes, runs = {}, []
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            shape = str(e["args"].get("output_type_shape"))
+            nodes.setdefault((e["args"].get("op_name"), e["name"], shape),
+                             []).append(e["dur"])
+        elif e.get("cat") == "Session" and e["name"] == "model_run":
+            runs.append(e["dur"])
+    skip = reps // 5
+    parts = {"mlp over every item ([b, width, N+1])": 0.0,
+             "one-sided matmul, head, logits ([b, N+1])": 0.0,
+             "exclusion scatter": 0.0, "top-k": 0.0,
+             "small nodes (ids, k, outputs)": 0.0}
+    for (op, _, shape), times in nodes.items():
+        t = statistics.median(times[skip:])
+        big = f", {n + 1}]" in shape or f", {n}]" in shape
+        if op == "TopK":
+            parts["top-k"] += t
+        elif op.startswith("Scatter"):
+            parts["exclusion scatter"] += t
+        elif big and shape.count(",") >= 2:
+            parts["mlp over every item ([b, width, N+1])"] += t
+        elif big:
+            parts["one-sided matmul, head, logits ([b, N+1])"] += t
+        else:
+            parts["small nodes (ids, k, outputs)"] += t
+    return {"nodes": len(nodes), "run_us_profiled": statistics.median(runs[skip:]),
+            "parts_us": {k: round(v, 1) for k, v in parts.items()}}
+
+
+def mlas_bound(n: int, threads: int, reps: int) -> dict:
+    """The compute bound of NeuMF-8's MLP over ``n`` items: its MACs, and
+    onnxruntime's (MLAS) throughput on its largest matmul alone, against the
+    cost of a call that does nothing (one Identity)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def session(nodes, inits, x_shape):
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(a, k) for k, a in inits.items()])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        return ort.InferenceSession(model.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+
+    x = rng.normal(size=(1, 33, n + 1)).astype(np.float32)
+    w = rng.normal(size=(17, 33)).astype(np.float32)
+    mm = session([helper.make_node("MatMul", ["w", "x"], ["y"])], {"w": w}, x.shape)
+    ident = session([helper.make_node("Identity", ["x"], ["y"])], {}, [1])
+    one = np.zeros(1, np.float32)
+    t = interleaved({"matmul": lambda: mm.run(None, {"x": x}),
+                     "identity": lambda: ident.run(None, {"x": one})}, reps)
+    flops = 2 * 17 * 33 * (n + 1)
+    # hidden (32, 16, 8) plus the folded ones: 33 -> 17 -> 9 -> 1, GMF 9 -> 1
+    macs = (17 * 33 + 9 * 17 + 9 + 9) * (n + 1)
+    return {
+        "mlp_macs_per_call": macs,
+        "elementwise_per_call": 2 * 33 * (n + 1),
+        "matmul_17x33_by_33xN_us": round(t["matmul"], 1),
+        "matmul_gflops": flops / (t["matmul"] - t["identity"]) / 1e3,
+        "empty_call_us": round(t["identity"], 1),
+        "mlp_matmuls_at_that_rate_us": 2 * macs / (flops / (t["matmul"]
+                                                           - t["identity"])),
+    }
+
+
 def recommend_bench(path: Path, nu: int, ni: int, threads: int, reps: int,
-                    result_feed: dict) -> dict:
+                    result_feed: dict, frozen: dict | None = None) -> dict:
     import tensorflow as tf
 
     sig = tf.saved_model.load(str(path)).signatures["recommend"]
@@ -273,7 +439,18 @@ def recommend_bench(path: Path, nu: int, ni: int, threads: int, reps: int,
         cases[f"ORT {name}"] = lambda s=s: s.run(None, feed)
     base = f"intra {threads}, sequential"
     cases[f"ORT {base}, I/O binding"] = bound(sessions[base], feed)
+    old_session, old_nodes, old_path = tf2onnx_recommend(path, threads)
+    agree["tf2onnx graph"] = bool(np.array_equal(old_session.run(["item_ids"], feed)[0],
+                                                 want))
+    cases[f"ORT intra {threads}, tf2onnx graph (before)"] = (
+        lambda: old_session.run(None, feed))
+    if frozen is not None:
+        same = tf_same_algebra(frozen, ni)
+        agree["TF same algebra"] = bool(np.array_equal(
+            same(**tf_feed)["item_ids"].numpy(), want))
+        cases["TF same algebra"] = lambda: same(**tf_feed)
     times = interleaved(cases, reps)
+    tf_same = times.pop("TF same algebra", None)
     result_feed.update(feed=feed, want=want)
     tf_us = times.pop("TF2 recommend signature")
     ort_us = {k[len("ORT "):]: v for k, v in times.items()}
@@ -287,6 +464,15 @@ def recommend_bench(path: Path, nu: int, ni: int, threads: int, reps: int,
         "speedup_best": tf_us / ort_us[best],
         "top10_equal_tf": agree,
         "excluded_per_request": EXCLUDED,
+        "tf2onnx_graph_nodes": old_nodes,
+        "graph_nodes": len(__import__("onnx").load(str(path / "recommend.onnx")).graph.node),
+        "tf_same_algebra_us": None if tf_same is None else round(tf_same, 1),
+        "speedup_vs_tf_same_algebra": None if tf_same is None
+        else tf_same / ort_us["default (ExportedModel)"],
+        "profile": ort_profile(path / "recommend.onnx", feed, threads,
+                               max(10, reps), ni),
+        "profile_tf2onnx_graph": ort_profile(old_path, feed, threads,
+                                             max(10, reps), ni),
     }
 
 
@@ -382,8 +568,11 @@ def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
         for name in ("neumf", "mf"):
             model, path = export(name, nu, ni, tmp, with_model=True)
             request: dict = {}
+            from tfrec.evaluation.factors import FactorScores, factor_rule
+
+            frozen = FactorScores(model, factor_rule(model, name), "score").frozen(ni)
             out["recommend"][name] = recommend_bench(path, nu, ni, threads, reps,
-                                                     request)
+                                                     request, frozen)
             print(f"serving recommend {name}: {out['recommend'][name]}", flush=True)
             if name == "mf":
                 out["recommend_prototypes_mf"] = mf_prototype_graphs(
@@ -398,9 +587,15 @@ def run(quick: bool, threads: int, *, smoke: bool = False) -> dict:
         if not (quick or smoke):
             out["gru4rec"] = gru4rec_serving_bench(tmp, reps)
             print(f"serving gru4rec: {out['gru4rec']}", flush=True)
+    out["mlas_bound_neumf"] = mlas_bound(ni, threads, reps)
+    print(f"serving bound: {out['mlas_bound_neumf']}", flush=True)
     neumf = out["recommend"]["neumf"]
     out["all_items_ort_speedup"] = neumf["speedup_default"]
     out["all_items_ort_speedup_best"] = neumf["speedup_best"]
+    # onnxruntime's default session (ExportedModel) takes one intra-op thread
+    # per core; TF runs on ``threads``: the same-threads ratio beside it
+    same = neumf["ort_us"][f"intra {threads}, sequential"]
+    out["all_items_ort_speedup_same_threads"] = neumf["tf_signature_us"] / same
     out["all_items_ort_speedup_mf"] = out["recommend"]["mf"]["speedup_default"]
     proto = out["recommend_prototypes_mf"]["factor=True,scatter=True"]
     out["all_items_ort_speedup_mf_factor_prototype"] = proto["speedup"]

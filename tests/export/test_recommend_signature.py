@@ -319,7 +319,7 @@ FACTOR = ("mf", "gmf", "bpr_mf", "vbpr", "neumf", "ncf_mlp")
 @pytest.mark.parametrize("name", FACTOR)
 def test_factor_models_score_the_catalogue_in_one_matmul(name, zoo_exports):
     """Factor models (`tfrec.registry.Factor`): no pair tiling in the graph, the
-    exclusions scattered (``ScatterND``, not a comparison with every item);
+    exclusions scattered (``ScatterElements``, not a comparison with every item);
     repeated and -1 ids change nothing. Parity with the pair model is
     test_recommend_matches_keras_in_both_runtimes."""
     import onnx
@@ -329,7 +329,9 @@ def test_factor_models_score_the_catalogue_in_one_matmul(name, zoo_exports):
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["recommend"]["factor"] is True
     ops = {n.op_type for n in onnx.load(str(path / "recommend.onnx")).graph.node}
-    assert "ScatterND" in ops and "MatMul" in ops
+    # ScatterElements: the graph written node by node (export/recommend_onnx.py)
+    assert ops & {"ScatterND", "ScatterElements"} and "MatMul" in ops
+    assert manifest["recommend"]["onnx_writer"] == "export.recommend_onnx"
     assert not ops & {"Tile", "ReduceSum", "ReduceMax"}, sorted(ops)
     session = ort.InferenceSession(str(path / "recommend.onnx"))
     q = query_of(name, manifest, batch=2)
