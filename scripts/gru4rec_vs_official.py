@@ -38,8 +38,9 @@ rules its compatibility-mode initialiser builds float64 weights (float32 array
 times a NumPy float64 scalar) and ``Tensor.set_`` refuses them; pandas < 3::
 
     python3.11 -m venv /work/exp/torchvenv2
-    /work/exp/torchvenv2/bin/pip install "torch==2.13.0+cpu" "numpy==1.26.4" \\
-        "pandas==2.3.3" "joblib==1.6.0"
+    /work/exp/torchvenv2/bin/pip install \\
+        --extra-index-url https://download.pytorch.org/whl/cpu \\
+        "torch==2.13.0+cpu" "numpy==1.26.4" "pandas==2.3.3" "joblib==1.6.0"
     git clone https://github.com/hidasib/GRU4Rec_PyTorch_Official \\
         /work/exp/gru/official && git -C /work/exp/gru/official checkout d1fc311
 
