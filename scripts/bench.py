@@ -92,6 +92,34 @@ def quiet_tensorflow() -> None:
     module.quiet()
 
 
+def step_clock(from_batch: int):
+    """``(callback, marks)`` for timing a Keras ``fit``: ``marks["start"]`` /
+    ``marks["first"]`` are the time and index of the first batch end at or after
+    ``from_batch`` (tracing and warm-up before it stay untimed), ``marks["end"]``
+    the end of training. The plug-ins' one step timer."""
+    import keras
+
+    marks: dict = {}
+
+    class StepClock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if "start" not in marks and batch >= from_batch:
+                marks["start"], marks["first"] = time.perf_counter(), batch
+
+        def on_train_end(self, logs=None):
+            marks["end"] = time.perf_counter()
+
+    return StepClock(), marks
+
+
+def emit(result, out) -> None:
+    """A plug-in run on its own: print its result as JSON, and write it to
+    ``out`` (atomically) when given."""
+    print(json.dumps(result, indent=2))
+    if out:
+        atomic_write_json(Path(out), result)
+
+
 PLUGIN_DIRS = [HERE]  # --plugin-dir adds folders searched first
 
 

@@ -28,7 +28,6 @@ Quick mode times a fixed number of steps only (no time-to-HR).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -38,6 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import emit, step_clock  # noqa: E402  (scripts/bench.py: the driver)
 
 TARGET_HR = 0.68
 BASE_BATCH, BASE_LR = 256, 1e-3
@@ -145,19 +146,9 @@ class Tfrec:
 
 def throughput(setup, steps):
     """Examples/s over ``steps`` steps after the first calls (tracing) finish."""
-    import keras
 
-    marks = {}
-
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if "start" not in marks and batch >= WARM_STEPS - 1:
-                marks["start"], marks["first"] = time.perf_counter(), batch
-
-        def on_train_end(self, logs=None):
-            marks["end"] = time.perf_counter()
-
-    setup.fit(0, steps=steps, callbacks=[Clock()])
+    clock, marks = step_clock(WARM_STEPS - 1)
+    setup.fit(0, steps=steps, callbacks=[clock])
     examples = (steps - 1 - marks["first"]) * setup.batch_size
     return examples / (marks["end"] - marks["start"])
 
@@ -314,13 +305,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
-    result = run(args.quick, args.threads)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        from tfrec.io import atomic_write_text
-
-        atomic_write_text(Path(args.out), text + "\n")
+    emit(run(args.quick, args.threads), args.out)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import emit, quiet_tensorflow, step_clock  # noqa: E402  (scripts/bench.py: the driver)
 
 SIZES = (1_000_000, 10_000_000, 100_000_000)
 QUICK_SIZES = (100_000, 300_000, 1_000_000)
@@ -132,21 +134,13 @@ def worker(model: str, n: int, steps: int, threads: int, full_epoch: bool,
     del users, items, split  # the sampler's keys are the data from here on
     sampler = plan.callbacks[0].sampler
     net = plan.trainer
-    marks = {}
-
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if "start" not in marks and batch >= 2 * SPE - 1:
-                marks["start"], marks["first"] = time.perf_counter(), batch
-
-        def on_train_end(self, logs=None):
-            marks["end"] = time.perf_counter()
+    clock, marks = step_clock(2 * SPE - 1)
 
     rss_before = _rss_mb()
     sampler_thread = RssSampler()
     sampler_thread.start()
     net.fit(plan.dataset, epochs=1, steps_per_epoch=steps, verbose=0,
-            callbacks=[*plan.callbacks, Clock()])
+            callbacks=[*plan.callbacks, clock])
     examples = (steps - 1 - marks["first"]) * BATCH
     rate = examples / (marks["end"] - marks["start"])
     out = {
@@ -336,18 +330,10 @@ def decompose(model: str, n: int, threads: int = 2, optimizer: str = "lazy_adam"
     net.fit(fixed, steps_per_epoch=steps, verbose=0)
     out["step_ms"] = round(1000 * (time.perf_counter() - t) / steps, 3)
     # (c) both, in fit, timed from the end of its second execution
-    marks = {}
-
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if "start" not in marks and batch >= 2 * SPE - 1:
-                marks["start"], marks["first"] = time.perf_counter(), batch
-
-        def on_train_end(self, logs=None):
-            marks["end"] = time.perf_counter()
+    clock, marks = step_clock(2 * SPE - 1)
 
     net.fit(plan.dataset, steps_per_epoch=steps + 2 * SPE, verbose=0,
-            callbacks=[*plan.callbacks, Clock()])
+            callbacks=[*plan.callbacks, clock])
     out["fit_ms_per_batch"] = round(
         1000 * (marks["end"] - marks["start"]) / (steps + 2 * SPE - 1 - marks["first"]),
         3,
@@ -524,9 +510,6 @@ def main(argv=None):
                                    group_negatives=args.group_negatives)))
         return
     if args.worker:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from bench import quiet_tensorflow
-
         quiet_tensorflow()  # no C++ start-up lines in the size workers' output
         row = worker(args.worker, args.interactions, args.steps, args.threads,
                      args.full_epoch, args.optimizer)
@@ -536,12 +519,7 @@ def main(argv=None):
                  optimizer=args.optimizer)
     if args.no_plot:
         result.pop("plot", None)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        from tfrec.io import atomic_write_text
-
-        atomic_write_text(Path(args.out), text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench.py"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_driver", SCRIPT)
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load(SCRIPT, "bench_driver")
 
 
 def test_smoke_run_writes_bench_json_with_the_keys(tmp_path):
@@ -162,11 +166,7 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
 
 
 def _plugin(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}_t",
-                                                  ROOT / "scripts" / f"bench_{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load(ROOT / "scripts" / f"bench_{name}.py", f"bench_{name}_t")
 
 
 class _Setup:
